@@ -1,0 +1,67 @@
+"""What every command-line tool shares: one-line errors, exit codes, tqdm progress."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable
+
+from tqdm import tqdm
+
+from .errors import UserInputError
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage dump) and exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def run(main: Callable[[], int | None], prog: str) -> None:
+    """Run ``main``; a ``UserInputError`` becomes one line on stderr and exit code 1."""
+    quiet_libraries()
+    try:
+        code = main()
+    except UserInputError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code or 0)
+
+
+def quiet_libraries() -> None:
+    """transformers warns about MusicGen's out-of-vocabulary pad id on every load (harmless) and
+    draws a bar for every weight file it reads; our own bars show what matters."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+
+
+class StageProgress:
+    """Adapts the pipeline's ``progress(stage, done, total)`` to one tqdm bar per stage."""
+
+    def __init__(self, disable: bool = False):
+        self.disable = disable
+        self.bar = None
+        self.stage = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            unit = "step" if stage == "generating" else "stage"
+            self.bar = tqdm(total=total, desc=f"{stage:>10}", unit=unit, disable=self.disable,
+                            file=sys.stderr, leave=True, dynamic_ncols=True)
+        self.bar.total = total
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

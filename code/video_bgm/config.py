@@ -1,0 +1,170 @@
+"""Typed, validated configs: what a model folder's ``config.json`` holds, and the sampling options.
+
+Unknown keys, wrong types and impossible values raise ``ValueError`` naming the key, so a typo
+in a config never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+
+FORMAT_NAME = "video-bgm"
+FORMAT_VERSION = 1
+
+
+def from_dict(cls, data, where: str = ""):
+    """Build dataclass ``cls`` from a dict, recursing into nested dataclasses.
+
+    ``where`` prefixes key names in errors (``"temporal.num_layers"``).
+    """
+    if not isinstance(data, dict):
+        raise ValueError(f"{where.rstrip('.') or cls.__name__}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown key '{where}{unknown[0]}' (known: {', '.join(sorted(fields))})")
+    values = {name: _coerce(hints[name], value, f"{where}{name}") for name, value in data.items()}
+    return cls(**values)
+
+
+def _coerce(hint, value, key: str):
+    """Check ``value`` against a type hint; ints are accepted for floats."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(option, value, key)
+            except ValueError as err:
+                errors.append(str(err))
+        raise ValueError(errors[0])
+    if origin is typing.Literal:
+        if value not in typing.get_args(hint):
+            choices = ", ".join(repr(v) for v in typing.get_args(hint))
+            raise ValueError(f"{key}: {value!r} is not one of {choices}")
+        return value
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, f"{key}.")
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool) and (type(value) is not hint):
+        raise ValueError(f"{key}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+@dataclass
+class FrameEncoderConfig:
+    """The frozen per-frame image encoder.
+
+    kind "clip": ``name`` is a hub id or folder of a CLIP vision model (image embeddings).
+    kind "resnet50": ``name`` is "IMAGENET1K_V2" (torchvision's weights) or "bundled"
+    (weights stored in the model folder's safetensors under ``frame_encoder.``).
+    """
+
+    kind: typing.Literal["clip", "resnet50"] = "clip"
+    name: str = "openai/clip-vit-base-patch32"
+    revision: str | None = None
+
+
+@dataclass
+class TemporalConfig:
+    """The trainable temporal transformer (see ``temporal.py``)."""
+
+    feature_dim: int = 512            # per-frame feature width (the frame encoder's output)
+    d_model: int = 768                # transformer width; an input projection maps features to it
+    num_layers: int = 4
+    num_heads: int = 8
+    ff_dim: int = 3072
+    dropout: float = 0.1
+    activation: typing.Literal["gelu", "relu"] = "gelu"
+    norm_first: bool = True           # pre-norm (stable to train); the thesis used post-norm
+    num_tokens: int = 0               # 0: one output token per frame; N > 0: N learned query tokens
+    max_positions: int = 512          # frames the sinusoidal position table covers
+    output_space: typing.Literal["t5", "decoder"] = "t5"
+    output_dim: int = 768             # T5 width for "t5", MusicGen decoder width for "decoder"
+
+    def validate(self) -> None:
+        for key in ("feature_dim", "d_model", "num_layers", "num_heads", "ff_dim", "max_positions", "output_dim"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"temporal.{key}: must be positive, got {getattr(self, key)}")
+        if self.d_model % self.num_heads:
+            raise ValueError(f"temporal.num_heads: {self.num_heads} does not divide d_model {self.d_model}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"temporal.dropout: must be in [0, 1), got {self.dropout}")
+        if self.num_tokens < 0:
+            raise ValueError(f"temporal.num_tokens: must be >= 0, got {self.num_tokens}")
+
+
+@dataclass
+class VideoModelConfig:
+    """A model folder's ``config.json``: which frozen models to use and the temporal transformer.
+
+    ``musicgen`` and ``frame_encoder.name`` are hub ids or paths; relative paths are relative
+    to the model folder.
+    """
+
+    musicgen: str = "facebook/musicgen-small"
+    musicgen_revision: str | None = None
+    frame_encoder: FrameEncoderConfig = field(default_factory=FrameEncoderConfig)
+    fps: float = 1.0                  # frames sampled per second of video
+    temporal: TemporalConfig = field(default_factory=TemporalConfig)
+    format: str = FORMAT_NAME
+    format_version: int = FORMAT_VERSION
+
+    def validate(self) -> None:
+        if self.format != FORMAT_NAME:
+            raise ValueError(f"format: expected {FORMAT_NAME!r}, got {self.format!r}")
+        if self.format_version > FORMAT_VERSION:
+            raise ValueError(f"format_version: {self.format_version} is newer than this code ({FORMAT_VERSION}); upgrade video-to-music")
+        if not self.fps > 0:
+            raise ValueError(f"fps: must be positive, got {self.fps}")
+        self.temporal.validate()
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class GenerationParams:
+    """Sampling options for one generation; ``validate`` rejects impossible values.
+
+    guidance_scale: classifier-free guidance ``uncond + s * (cond - uncond)``; 1 disables the
+        unconditional branch, 0 ignores the video.
+    temperature: softmax temperature (> 0).
+    top_k: sample among the k most likely codes (0: no limit).
+    top_p: nucleus sampling threshold in (0, 1] (0: off).
+    duration: seconds of music (default: the video's duration).
+    seed: makes a run reproducible bit for bit on the same machine (None: random).
+    prompt: optional text whose T5 embeddings join the video tokens.
+    """
+
+    guidance_scale: float = 3.0
+    temperature: float = 1.0
+    top_k: int = 250
+    top_p: float = 0.0
+    duration: float | None = None
+    seed: int | None = None
+    prompt: str | None = None
+
+    def validate(self) -> None:
+        if not self.guidance_scale >= 0:
+            raise ValueError(f"guidance_scale: must be >= 0, got {self.guidance_scale}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature: must be > 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k: must be >= 0, got {self.top_k}")
+        if not 0.0 <= self.top_p <= 1.0:
+            raise ValueError(f"top_p: must be in [0, 1], got {self.top_p}")
+        if self.duration is not None and not self.duration > 0:
+            raise ValueError(f"duration: must be > 0 seconds, got {self.duration}")
+        if self.seed is not None and not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed: must be in [0, 2**63), got {self.seed}")

@@ -1,0 +1,178 @@
+"""Randomly initialised models with real or tiny architectures, built from configs (no download).
+
+Tests and ``code/tools/make_tiny_models.py`` use the tiny ones to run every command offline;
+``bench/`` uses the real-size ones (``facebook/musicgen-small``, ``openai/clip-vit-base-patch32``
+shapes), since compute does not depend on the weights' values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import (
+    CLIPImageProcessor,
+    CLIPVisionConfig,
+    CLIPVisionModelWithProjection,
+    EncodecConfig,
+    MusicgenConfig,
+    MusicgenDecoderConfig,
+    MusicgenForConditionalGeneration,
+    PreTrainedTokenizerFast,
+    T5Config,
+)
+
+from .config import FrameEncoderConfig, TemporalConfig, VideoModelConfig
+from .frames import build_frame_encoder
+from .musicgen import MusicGen
+
+# Shapes of the published checkpoints (their config.json files), for real-size benchmarks.
+_ENCODEC_32KHZ = dict(
+    sampling_rate=32000, audio_channels=1, target_bandwidths=[2.2], upsampling_ratios=[8, 5, 4, 4],
+    num_filters=64, hidden_size=128, codebook_size=2048, codebook_dim=128, num_lstm_layers=2,
+    use_causal_conv=False, use_conv_shortcut=False, norm_type="weight_norm", normalize=False,
+    chunk_length_s=None, overlap=None,
+)
+_T5_BASE = dict(d_model=768, d_ff=3072, d_kv=64, num_heads=12, num_layers=12, vocab_size=32128,
+                feed_forward_proj="relu")
+_MUSICGEN_SIZES = {  # decoder width, layers, heads
+    "small": (1024, 24, 16),
+    "medium": (1536, 48, 24),
+    "large": (2048, 48, 32),
+}
+
+# Tiny shapes: same sample rate and frame rate (50 Hz) as the real codec, so durations are real.
+_TINY_VOCAB = 64
+# 4 codebooks x 6 bits x 50 Hz = 1.2 kbps
+_TINY_ENCODEC = dict(_ENCODEC_32KHZ, num_filters=4, hidden_size=16, codebook_size=_TINY_VOCAB,
+                     codebook_dim=16, num_lstm_layers=1, target_bandwidths=[1.2])
+_TINY_T5 = dict(d_model=32, d_ff=64, d_kv=8, num_heads=4, num_layers=2, vocab_size=128,
+                feed_forward_proj="relu")
+_TINY_WORDS = ("calm piano upbeat rock ambient drums guitar slow fast happy sad epic "
+               "cinematic electronic jazz orchestral lofi music with and a the").split()
+
+
+def musicgen_config(size: str = "tiny", stereo: bool = False) -> MusicgenConfig:
+    """A MusicGen config: ``"tiny"`` for tests, or the shapes of ``facebook/musicgen-[stereo-]{small,medium,large}``."""
+    codebooks = 8 if stereo else 4
+    if size == "tiny":
+        t5, encodec = _TINY_T5, _TINY_ENCODEC
+        # A wide initialisation makes the random logits peaked rather than uniform, so that
+        # sampling, guidance and conditioning visibly change the output in tests.
+        decoder = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, ffn_dim=128,
+                       vocab_size=_TINY_VOCAB, max_position_embeddings=2048, initializer_factor=0.3)
+    else:
+        width, layers, heads = _MUSICGEN_SIZES[size]
+        t5, encodec = _T5_BASE, _ENCODEC_32KHZ
+        decoder = dict(hidden_size=width, num_hidden_layers=layers, num_attention_heads=heads,
+                       ffn_dim=4 * width, vocab_size=2048, max_position_embeddings=2048)
+    vocab = decoder["vocab_size"]
+    decoder_config = MusicgenDecoderConfig(
+        **decoder, num_codebooks=codebooks, audio_channels=2 if stereo else 1, dropout=0.1,
+        pad_token_id=vocab, bos_token_id=vocab,
+    )
+    decoder_config.decoder_start_token_id = vocab  # the labels= path needs it (NOTES)
+    return MusicgenConfig(text_encoder=T5Config(**t5), audio_encoder=EncodecConfig(**encodec),
+                          decoder=decoder_config)
+
+
+def random_musicgen(config: MusicgenConfig, seed: int = 0) -> MusicgenForConditionalGeneration:
+    """A MusicGen with random weights and the published checkpoints' generation defaults."""
+    torch.manual_seed(seed)
+    model = MusicgenForConditionalGeneration(config).eval()
+    # EnCodec's codebooks start at zero (k-means fills them in training): randomise them,
+    # or every code decodes to the same sound and encoding maps all audio to code 0.
+    for layer in model.audio_encoder.quantizer.layers:
+        layer.codebook.embed.normal_()
+        layer.codebook.embed_avg.copy_(layer.codebook.embed)
+    vocab = config.decoder.vocab_size
+    gen = model.generation_config
+    gen.decoder_start_token_id = gen.pad_token_id = gen.bos_token_id = vocab
+    gen.do_sample, gen.guidance_scale, gen.top_k, gen.max_length = True, 3.0, 250, 1500
+    return model
+
+
+def clip_vision_config(size: str = "tiny") -> CLIPVisionConfig:
+    """``"tiny"`` for tests, or the shapes of ``openai/clip-vit-base-patch32``'s vision tower."""
+    if size == "tiny":
+        return CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                num_attention_heads=4, image_size=32, patch_size=8, projection_dim=24)
+    return CLIPVisionConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                            num_attention_heads=12, image_size=224, patch_size=32, projection_dim=512)
+
+
+def random_clip(config: CLIPVisionConfig, seed: int = 0) -> CLIPVisionModelWithProjection:
+    torch.manual_seed(seed)
+    return CLIPVisionModelWithProjection(config).eval()
+
+
+def clip_image_processor(image_size: int) -> CLIPImageProcessor:
+    """CLIP's own preprocessing (resize shortest edge, centre crop, CLIP mean/std) at ``image_size``."""
+    return CLIPImageProcessor(size={"shortest_edge": image_size},
+                              crop_size={"height": image_size, "width": image_size})
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    """A word-level tokenizer with T5's special tokens (pad 0, eos 1, unk 2), for the tiny T5."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
+    for word in _TINY_WORDS:
+        vocab.setdefault(word, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>",
+                                   unk_token="<unk>", model_max_length=512)
+
+
+def save_musicgen(path, size: str = "tiny", stereo: bool = False, seed: int = 0) -> Path:
+    """Write a random MusicGen folder that ``from_pretrained`` loads, with a tokenizer for tiny ones."""
+    path = Path(path)
+    random_musicgen(musicgen_config(size, stereo), seed).save_pretrained(path)
+    if size == "tiny":
+        tiny_tokenizer().save_pretrained(path)
+    return path
+
+
+def save_clip(path, size: str = "tiny", seed: int = 0) -> Path:
+    """Write a random CLIP vision tower with its image processor config."""
+    path = Path(path)
+    config = clip_vision_config(size)
+    random_clip(config, seed).save_pretrained(path)
+    clip_image_processor(config.image_size).save_pretrained(path)
+    return path
+
+
+def tiny_temporal_config(output_space: str = "t5") -> TemporalConfig:
+    """A small temporal transformer that fits the tiny CLIP (24-d) and tiny MusicGen (T5 32-d, decoder 64-d)."""
+    return TemporalConfig(feature_dim=24, d_model=32, num_layers=2, num_heads=4, ff_dim=64, dropout=0.1,
+                          max_positions=512, output_space=output_space,
+                          output_dim=_TINY_T5["d_model"] if output_space == "t5" else 64)
+
+
+def write_tiny_bundle(folder, seed: int = 0) -> dict[str, Path]:
+    """Write a complete offline model bundle into ``folder`` and return the model folders.
+
+    ``musicgen-mono``/``musicgen-stereo`` (tiny MusicGen with tokenizer), ``clip`` (tiny CLIP) and
+    two untrained video encoders naming them by relative path: ``video-encoder`` (mono) and
+    ``video-encoder-stereo``. Random weights: the music is noise, but every command runs.
+    """
+    from .pipeline import VideoBGM
+    from .temporal import TemporalTransformer
+
+    folder = Path(folder)
+    save_clip(folder / "clip", "tiny", seed)
+    models = {}
+    for name, stereo in (("video-encoder", False), ("video-encoder-stereo", True)):
+        musicgen_dir = save_musicgen(folder / ("musicgen-stereo" if stereo else "musicgen-mono"), "tiny", stereo, seed)
+        config = VideoModelConfig(
+            musicgen=f"../{musicgen_dir.name}", fps=2.0, temporal=tiny_temporal_config(),
+            frame_encoder=FrameEncoderConfig(kind="clip", name="../clip"),
+        )
+        torch.manual_seed(seed)
+        model = VideoBGM(config, build_frame_encoder(config.frame_encoder, folder / name),
+                         TemporalTransformer(config.temporal).eval(),
+                         MusicGen.from_pretrained(str(musicgen_dir)))
+        models[name] = model.save_pretrained(folder / name)
+    return models

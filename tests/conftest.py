@@ -1,0 +1,47 @@
+"""Shared fixtures: tiny random models and small media, all generated at run time."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the hub
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory) -> dict[str, Path]:
+    """The bundle make_tiny_models.py writes: {"video-encoder": path, "video-encoder-stereo": path}."""
+    from video_bgm.random_models import write_tiny_bundle
+
+    return write_tiny_bundle(tmp_path_factory.mktemp("tiny-models"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_bundle):
+    from video_bgm.pipeline import VideoBGM
+
+    return VideoBGM.from_pretrained(tiny_bundle["video-encoder"], device="cpu")
+
+
+@pytest.fixture(scope="session")
+def clip_3s(tmp_path_factory) -> Path:
+    """A 3 s 64x48 H.264 clip at 10 fps with a stereo AAC track."""
+    from video_bgm.synthetic import write_test_video
+
+    path = tmp_path_factory.mktemp("media") / "clip_3s.mp4"
+    return Path(write_test_video(path, duration=3.0, fps=10, size=(64, 48)))
+
+
+def run_script(script: str, *args, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run one of the repo's scripts the way a user does, from ``cwd`` (default: the repo)."""
+    return subprocess.run([PYTHON, str(REPO / script) if cwd is None else script, *map(str, args)],
+                          cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout)
