@@ -79,5 +79,8 @@ def test_bad_frame_encoder_configs_are_clear_errors(tmp_path):
         build_frame_encoder(FrameEncoderConfig(kind="resnet50", name="IMAGENET9"), tmp_path)
     with pytest.raises(ModelError, match="holds no frame_encoder"):
         build_frame_encoder(FrameEncoderConfig(kind="resnet50", name="bundled"), tmp_path, {})
-    with pytest.raises(ModelError, match="cannot load the CLIP frame encoder"):
+    with pytest.raises(ModelError, match="no-such-clip: no such folder"):
         build_frame_encoder(FrameEncoderConfig(kind="clip", name="./no-such-clip"), tmp_path)
+    (tmp_path / "empty-clip").mkdir()
+    with pytest.raises(ModelError, match="cannot load the CLIP frame encoder"):
+        build_frame_encoder(FrameEncoderConfig(kind="clip", name="empty-clip"), tmp_path)

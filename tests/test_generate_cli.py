@@ -135,6 +135,17 @@ def test_unusual_videos_work(tmp_path, tiny_bundle, kind):
     assert abs(sf.info(out.with_suffix(".wav")).duration - info_in.duration) < 0.01
 
 
+def _edited_copy(model: Path, dst: Path, old: str, new: str) -> Path:
+    """A copy of a model folder (relative references made absolute) with one edit to its config."""
+    shutil.copytree(model, dst)
+    text = (dst / "config.json").read_text()
+    for name in ("musicgen-mono", "clip"):
+        text = text.replace(f'"../{name}"', f'"{Path(model).parent / name}"')
+    assert old in text, old
+    (dst / "config.json").write_text(text.replace(old, new))
+    return dst
+
+
 def _bad_inputs(tmp: Path, clip: Path, bundle: dict) -> dict:
     """name -> (argv, text the error must contain). Built lazily: each case makes its own file."""
     text = tmp / "notes.mp4"
@@ -146,19 +157,11 @@ def _bad_inputs(tmp: Path, clip: Path, bundle: dict) -> dict:
     audio_only = Path(write_test_audio(tmp / "tone.m4a", duration=1.0))
     no_config = tmp / "no-config-model"
     no_config.mkdir()
-    mismatched = tmp / "mismatched-model"
-    shutil.copytree(bundle["video-encoder"], mismatched)
-    config = (mismatched / "config.json").read_text().replace('"output_dim": 32', '"output_dim": 48')
-    (mismatched / "config.json").write_text(config)
-    wrong_weights = tmp / "wrong-weights-model"
-    shutil.copytree(bundle["video-encoder"], wrong_weights)
-    (wrong_weights / "config.json").write_text(
-        (wrong_weights / "config.json").read_text().replace('"num_layers": 2', '"num_layers": 3'))
-    unknown_key = tmp / "unknown-key-model"
-    shutil.copytree(bundle["video-encoder"], unknown_key)
-    (unknown_key / "config.json").write_text(
-        (unknown_key / "config.json").read_text().replace('"fps"', '"fsp"'))
     model = bundle["video-encoder"]
+    mismatched = _edited_copy(model, tmp / "mismatched-model", '"output_dim": 32', '"output_dim": 48')
+    wrong_weights = _edited_copy(model, tmp / "wrong-weights-model", '"num_layers": 2', '"num_layers": 3')
+    unknown_key = _edited_copy(model, tmp / "unknown-key-model", '"fps"', '"fsp"')
+    dangling = _edited_copy(model, tmp / "dangling-model", str(Path(model).parent / "clip"), "../gone")
     return {
         "missing file": ([tmp / "nope.mp4", "--model", model], "nope.mp4: file not found"),
         "text file named .mp4": ([text, "--model", model], "notes.mp4"),
@@ -170,6 +173,7 @@ def _bad_inputs(tmp: Path, clip: Path, bundle: dict) -> dict:
         "dimensions do not fit MusicGen": ([clip, "--model", mismatched], "temporal.output_dim is 48"),
         "weights do not fit config": ([clip, "--model", wrong_weights], "model.safetensors does not match config.json"),
         "unknown config key": ([clip, "--model", unknown_key], "unknown key 'fsp'"),
+        "config names a missing folder": ([clip, "--model", dangling], "gone: no such folder (frame_encoder.name in"),
         "negative guidance": ([clip, "--model", model, "--guidance-scale", "-1"], "--guidance-scale: must be >= 0"),
         "zero temperature": ([clip, "--model", model, "--temperature", "0"], "--temperature: must be > 0"),
         "bad output suffix": ([clip, "--model", model, "--out-suffix", ".txt"], "--out"),
@@ -179,7 +183,7 @@ def _bad_inputs(tmp: Path, clip: Path, bundle: dict) -> dict:
 
 BAD_INPUTS = ["missing file", "text file named .mp4", "truncated video", "zero-length file", "audio-only file",
               "model without config", "missing model folder", "dimensions do not fit MusicGen",
-              "weights do not fit config", "unknown config key", "negative guidance", "zero temperature",
+              "weights do not fit config", "unknown config key", "config names a missing folder", "negative guidance", "zero temperature",
               "bad output suffix", "too long"]
 
 
@@ -204,8 +208,8 @@ def test_unknown_option_value_exits_2_with_one_line(tiny_bundle, clip_3s, tmp_pa
     result = run_script("code/inference/generate.py", clip_3s, "--model", tiny_bundle["video-encoder"],
                         "--out", tmp_path / "x.mp4", "--device", "gpu")
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        "generate.py: error: argument --device: invalid choice: 'gpu' (choose from auto, cpu, cuda) (see --help)"]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("generate.py: error: argument --device: invalid choice: 'gpu'")
     assert "Traceback" not in result.stderr and not (tmp_path / "x.mp4").exists()
 
 

@@ -16,7 +16,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from .config import FrameEncoderConfig
 from .errors import ModelError
-from .refs import first_line, resolve_reference
+from .refs import first_line, load_pretrained, resolve_reference
 
 _INTERPOLATION = {0: InterpolationMode.NEAREST, 2: InterpolationMode.BILINEAR, 3: InterpolationMode.BICUBIC}
 
@@ -76,8 +76,11 @@ class CLIPFrameEncoder(FrameEncoder):
         super().__init__()
         from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
-        self.model = CLIPVisionModelWithProjection.from_pretrained(name, revision=revision)
-        processor = CLIPImageProcessor.from_pretrained(name, revision=revision)
+        self.model = load_pretrained(CLIPVisionModelWithProjection, name, "the CLIP frame encoder", revision)
+        try:
+            processor = CLIPImageProcessor.from_pretrained(name, revision=revision)
+        except (OSError, ValueError) as err:
+            raise ModelError(name, f"cannot load CLIP's image processor config ({first_line(err)})") from None
         self.feature_dim = self.model.config.projection_dim
         self.resize = processor.size["shortest_edge"]
         self.crop = processor.crop_size["height"]
@@ -114,11 +117,7 @@ def build_frame_encoder(config: FrameEncoderConfig, base_dir: Path | None = None
                         bundled_state: dict | None = None) -> FrameEncoder:
     """Build the frame encoder a model config names; relative paths are relative to ``base_dir``."""
     if config.kind == "clip":
-        name = resolve_reference(config.name, base_dir)
-        try:
-            return CLIPFrameEncoder(name, config.revision)
-        except (OSError, ValueError) as err:
-            raise ModelError(name, f"cannot load the CLIP frame encoder ({first_line(err)})") from None
+        return CLIPFrameEncoder(resolve_reference(config.name, base_dir, "frame_encoder.name"), config.revision)
     if config.name == "bundled":
         if not bundled_state:
             raise ModelError(base_dir, "frame_encoder.name is 'bundled' but model.safetensors holds no frame_encoder.* weights")

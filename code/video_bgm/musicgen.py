@@ -20,7 +20,7 @@ from transformers import MusicgenForConditionalGeneration
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 from .errors import ModelError
-from .refs import first_line
+from .refs import first_line, load_pretrained
 
 ProgressFn = Callable[[int, int], None]  # (steps done, total steps)
 
@@ -37,10 +37,7 @@ class MusicGen:
     @classmethod
     def from_pretrained(cls, ref: str, revision: str | None = None, device="cpu",
                         dtype: torch.dtype = torch.float32) -> "MusicGen":
-        try:
-            model = MusicgenForConditionalGeneration.from_pretrained(ref, revision=revision, dtype=dtype)
-        except (OSError, ValueError) as err:
-            raise ModelError(ref, f"cannot load MusicGen ({first_line(err)})") from None
+        model = load_pretrained(MusicgenForConditionalGeneration, ref, "MusicGen", revision, dtype=dtype)
         return cls(model.to(device), name=ref)
 
     # --- shapes and rates --------------------------------------------------------------------

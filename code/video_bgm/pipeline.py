@@ -10,7 +10,7 @@ import math
 import os
 import secrets
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -74,13 +74,20 @@ class VideoBGM:
         device = resolve_device(device) if isinstance(device, str) else device
         folder = locate_model(ref)
         config = read_config(folder)
+        # Paths relative to the folder become absolute, so the model can be saved elsewhere.
+        config.musicgen = resolve_reference(musicgen, None, "--musicgen") if musicgen else \
+            resolve_reference(config.musicgen, folder, f"musicgen in {folder / CONFIG_NAME}")
+        if musicgen:
+            config.musicgen_revision = None
+        if config.frame_encoder.kind == "clip":
+            config.frame_encoder.name = resolve_reference(config.frame_encoder.name, folder,
+                                                          f"frame_encoder.name in {folder / CONFIG_NAME}")
         state = read_weights(folder)
         frame_state = {k[len("frame_encoder."):]: v for k, v in state.items() if k.startswith("frame_encoder.")}
         temporal_state = {k[len("temporal."):]: v for k, v in state.items() if k.startswith("temporal.")}
 
         frame_encoder = build_frame_encoder(config.frame_encoder, folder, frame_state).to(device)
-        musicgen_ref = musicgen or resolve_reference(config.musicgen, folder)
-        mg = MusicGen.from_pretrained(musicgen_ref, None if musicgen else config.musicgen_revision, device)
+        mg = MusicGen.from_pretrained(config.musicgen, config.musicgen_revision, device)
         check_dimensions(config, frame_encoder, mg, where=folder)
         temporal = TemporalTransformer(config.temporal)
         try:

@@ -1,0 +1,550 @@
+"""Media I/O: probe a video, sample its frames, decode audio, write WAV, put music into a video.
+
+PyAV (FFmpeg) does the probing, audio and muxing; decord reads frames. Every problem with an
+input file is raised as :class:`~video_bgm.errors.MediaError` (``"<path>: <problem>"``), never
+as a raw av/decord exception. Files are always validated with PyAV before decord sees them,
+because decord can crash or hang on broken files.
+
+Conventions: times are float seconds from the start of the video stream; frames are uint8
+RGB ``[T, H, W, 3]`` the way a player DISPLAYS them (rotation metadata applied); audio is
+float32 ``[channels, samples]`` in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import re
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+import numpy as np
+import soundfile
+import torch
+
+from .errors import MediaError
+
+# Output container per extension, and the audio codec it gets (WebM cannot hold AAC).
+OUTPUT_FORMATS = {".mp4": ("mp4", "aac"), ".mov": ("mov", "aac"),
+                  ".mkv": ("matroska", "aac"), ".webm": ("webm", "libopus")}
+_LAYOUTS = {1: "mono", 2: "stereo"}
+# A sampling time this close before a frame's start counts as that frame: decord reports frame
+# times as float32, so k/fps and the k-th frame's start can differ by ~1e-4 s in an hour-long video.
+_TIME_TOLERANCE = 1e-3
+_BATCH = 32  # frames per decord.get_batch call: bounds the extra memory to one chunk
+# Sampling times may run this far past the last decodable frame's end before the file counts as
+# truncated (a file cut short can still have complete metadata and a decodable first frame).
+_TRUNCATION_SLACK = 1.0
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: str
+    duration: float  # seconds of the video stream (the container's when the stream has none)
+    fps: float  # average frame rate
+    num_frames: int  # frames in the stream: from metadata or a packet count, else duration * fps
+    width: int  # as displayed, i.e. after rotation (a portrait phone video has width < height)
+    height: int
+    rotation: int  # clockwise degrees to rotate the stored frames by for display: 0, 90, 180 or 270
+    has_audio: bool
+    video_codec: str  # FFmpeg codec name, e.g. "h264", "vp9"
+
+
+# ---------------------------------------------------------------------------------------------
+# Probing
+
+
+def probe_video(path) -> VideoInfo:
+    """Read a video's properties, decoding its first frame to prove the file is usable.
+
+    Raises MediaError for a missing file, a folder, an empty or non-media file, a still image,
+    a file without a video stream, a video without frames, and one whose first frame cannot
+    be decoded.
+    """
+    path = _check_file(path)
+    with _open_media(path) as container:
+        if _is_still_image(container):
+            raise MediaError(path, "is a still image, not a video")
+        stream = _video_stream(container, path)
+        first = _first_frame(container, stream, path)
+        duration, counted = _stream_duration(container, stream, path)
+        fps = _frame_rate(stream)
+        has_audio = bool(container.streams.audio)
+        codec = stream.codec_context.name
+    if duration <= 0:
+        raise MediaError(path, "video has zero duration")
+    fps = fps or (counted / duration if counted else 0.0) or 25.0  # 25: FFmpeg's own last resort
+    num_frames = stream.frames or counted or round(duration * fps)
+    rotation = _rotation_cw(first)
+    width, height = first.width, first.height
+    if rotation in (90, 270):
+        width, height = height, width
+    return VideoInfo(path=path, duration=duration, fps=fps, num_frames=max(1, num_frames), width=width,
+                     height=height, rotation=rotation, has_audio=has_audio, video_codec=codec)
+
+
+def _check_file(path) -> str:
+    """``path`` as a str, if it names a non-empty regular file."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise MediaError(path, "file not found")
+    if os.path.isdir(path):
+        raise MediaError(path, "is a folder, not a media file")
+    if os.path.getsize(path) == 0:
+        raise MediaError(path, "file is empty")
+    return path
+
+
+def _open_media(path: str):
+    """av.open for reading, with open failures turned into MediaError."""
+    try:
+        return av.open(path, metadata_errors="replace")
+    except av.error.InvalidDataError:
+        raise MediaError(path, "not a media file, or corrupt/truncated (unreadable format)") from None
+    except av.error.EOFError:
+        raise MediaError(path, "file ends before its media data (truncated?)") from None
+    except av.error.FFmpegError as err:
+        raise MediaError(path, f"cannot open as media: {_reason(err)}") from None
+    except OSError as err:
+        raise MediaError(path, f"cannot read file: {err.strerror or err}") from None
+
+
+def _reason(err: Exception) -> str:
+    """The short FFmpeg/OS message of an exception, without its file name or code."""
+    return getattr(err, "strerror", None) or str(err).splitlines()[0]
+
+
+def _is_still_image(container) -> bool:
+    """FFmpeg reads PNG/JPEG/... files as one-frame videos; their demuxers are image2 or *_pipe."""
+    names = container.format.name.split(",")
+    return "image2" in names or any(name.endswith("_pipe") for name in names)
+
+
+def _video_stream(container, path: str):
+    """The first real video stream (cover art in audio files is a 'video' stream too)."""
+    for stream in container.streams.video:
+        if not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    raise MediaError(path, "not a video file (no video stream)")
+
+
+def _first_frame(container, stream, path: str) -> av.VideoFrame:
+    """The first decodable frame: proves the codec works and carries the display matrix."""
+    try:
+        for frame in container.decode(stream):
+            return frame
+    except av.error.FFmpegError:
+        raise MediaError(path, "cannot decode video (corrupt or truncated?)") from None
+    raise MediaError(path, "video has zero duration (no frames)")
+
+
+def _rotation_cw(frame: av.VideoFrame) -> int:
+    """Clockwise display rotation in {0, 90, 180, 270}.
+
+    FFmpeg (and so PyAV's ``VideoFrame.rotation``, read from the display matrix that FFmpeg 8
+    attaches to every decoded frame) reports COUNTER-clockwise degrees in [-180, 180]; a
+    portrait phone video typically reads -90, i.e. 90 clockwise. Flips in the matrix are ignored.
+    """
+    return (-round(frame.rotation / 90) * 90) % 360
+
+
+def _frame_rate(stream) -> float:
+    """Average frame rate, or 0.0 when the container does not say."""
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate:
+            return float(rate)
+    return 0.0
+
+
+def _stream_duration(container, stream, path: str) -> tuple[float, int]:
+    """(duration in s, packet count or 0) of the video stream.
+
+    MP4/MOV store the stream's duration; Matroska/WebM only a per-stream DURATION tag (written
+    by FFmpeg and most muxers); live recordings (browser WebM) nothing, so count the packets.
+    """
+    if stream.duration:
+        return float(stream.duration * stream.time_base), 0
+    tag = _parse_hms(stream.metadata.get("DURATION") or stream.metadata.get("duration") or "")
+    if tag:
+        return tag, 0
+    duration, count = _scan_packets(path)
+    if duration > 0 or container.duration is None:
+        return duration, count
+    return container.duration / av.time_base, count
+
+
+def _parse_hms(text: str) -> float:
+    """'HH:MM:SS.fraction' -> seconds (0.0 if it does not parse)."""
+    match = re.fullmatch(r"\s*(\d+):(\d\d):(\d\d(?:\.\d*)?)\s*", text)
+    return int(match[1]) * 3600 + int(match[2]) * 60 + float(match[3]) if match else 0.0
+
+
+def _scan_packets(path: str) -> tuple[float, int]:
+    """(end of the last frame - start of the first, number of frames) by demuxing (no decoding)."""
+    first, end, count = None, None, 0
+    with _open_media(path) as container:
+        stream = _video_stream(container, path)
+        try:
+            for packet in container.demux(stream):
+                if packet.pts is None or packet.size == 0:
+                    continue
+                start = float(packet.pts * packet.time_base)
+                stop = start + float((packet.duration or 0) * packet.time_base)
+                first = start if first is None else min(first, start)
+                end = stop if end is None else max(end, stop)
+                count += 1
+        except av.error.FFmpegError:
+            raise MediaError(path, "cannot read video packets (corrupt or truncated?)") from None
+    if count == 0:
+        return 0.0, 0
+    return end - first, count
+
+
+# ---------------------------------------------------------------------------------------------
+# Frames
+
+
+def frame_times(duration: float, fps: float) -> np.ndarray:
+    """Sampling times ``i / fps`` (s, float64) with ``t_i < duration``: at least [0.0] if duration > 0."""
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    if not duration > 0:
+        return np.zeros(0, dtype=np.float64)
+    times = np.arange(int(np.ceil(duration * fps)) + 1, dtype=np.float64) / fps
+    return times[times < duration]
+
+
+def sample_frames(path, fps: float, info: VideoInfo | None = None, start: float = 0.0,
+                  duration: float | None = None) -> tuple[torch.Tensor, np.ndarray]:
+    """Frames at ``start + i / fps`` within [start, start + duration) (default: to the end).
+
+    Returns (uint8 [T, H, W, 3] RGB as displayed, float64 [T] times in s from the video start).
+    Each time maps to the frame whose presentation interval contains it, using the file's real
+    frame timestamps (so variable-frame-rate video is sampled right); times past the last
+    frame's start get the last frame. Only the needed frames are decoded and kept.
+    """
+    path = os.fspath(path)
+    info = info or probe_video(path)
+    times = _window_times(path, info, fps, start, duration)
+    if len(times) == 0:
+        return torch.empty((0, info.height, info.width, 3), dtype=torch.uint8), times
+    frames = _frames_decord(path, info, times)
+    if frames is None:  # decord could not read this file correctly: decode with PyAV instead
+        frames = _frames_pyav(path, info, times)
+    return frames, times
+
+
+def _window_times(path: str, info: VideoInfo, fps: float, start: float, duration: float | None) -> np.ndarray:
+    if start < 0 or (duration is not None and duration < 0):
+        raise ValueError(f"start and duration must not be negative, got {start}, {duration}")
+    if start >= info.duration:
+        raise MediaError(path, f"start time {start:g} s is past the end of the video ({info.duration:.2f} s)")
+    end = info.duration if duration is None else min(info.duration, start + duration)
+    return start + frame_times(end - start, fps)
+
+
+def frame_indices(frame_starts: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """For each time, the index of the last frame starting at or before it (clamped to [0, N-1])."""
+    index = np.searchsorted(frame_starts, times + _TIME_TOLERANCE, side="right") - 1
+    return np.clip(index, 0, len(frame_starts) - 1)
+
+
+def _frames_decord(path: str, info: VideoInfo, times: np.ndarray) -> torch.Tensor | None:
+    """Frames via decord, or None when decord fails, finds too few frames, or returns the wrong size.
+
+    Two decord 0.6 quirks shape this: it rotates MP4/MOV frames itself (its bundled FFmpeg 4.1
+    reads their display matrix) but not Matroska/WebM ones; and for a few frame widths
+    (e.g. 16, 24, 48, 72 px) it mistakes row padding for extra channels and fails.
+    """
+    import decord  # imported here: decord loads its own FFmpeg, which only frame sampling needs
+
+    decord.logging.set_level(decord.logging.QUIET)  # its FFmpeg logs to stderr; we raise errors instead
+    rotate = 0 if _decord_rotates(path) else info.rotation
+    out = torch.empty((len(times), info.height, info.width, 3), dtype=torch.uint8)
+    try:
+        reader = decord.VideoReader(path, ctx=decord.cpu(0))
+        # Index array, not a slice: with a slice decord would decode the whole video.
+        stamps = reader.get_frame_timestamp(np.arange(len(reader))).astype(np.float64)  # [N, (start, end)]
+        if times[-1] > stamps[-1, 1] + _TRUNCATION_SLACK:
+            return None  # frames end early: let PyAV decide whether the file is truncated
+        indices = frame_indices(stamps[:, 0], times)
+        for lo in range(0, len(indices), _BATCH):
+            batch = torch.from_numpy(reader.get_batch(indices[lo:lo + _BATCH].tolist()).asnumpy())
+            batch = _rotate(batch, rotate)
+            if batch.shape[1:] != out.shape[1:]:
+                return None
+            out[lo:lo + len(batch)] = batch
+    except (decord.DECORDError, RuntimeError, AssertionError, ValueError):
+        # decord reports everything (bad file, its own bugs) this way; PyAV then decides which it is.
+        return None
+    return out
+
+
+def _decord_rotates(path: str) -> bool:
+    """Whether decord applies the display rotation itself: only for the MP4/MOV family."""
+    with _open_media(path) as container:
+        return "mov" in container.format.name.split(",")
+
+
+def _rotate(frames: torch.Tensor, clockwise: int) -> torch.Tensor:
+    """[..., H, W, 3] rotated clockwise by 0/90/180/270 degrees (torch.rot90 turns counter-clockwise)."""
+    if clockwise % 360 == 0:
+        return frames
+    return torch.rot90(frames, k=-(clockwise // 90), dims=(-3, -2))
+
+
+def _frames_pyav(path: str, info: VideoInfo, times: np.ndarray) -> torch.Tensor:
+    """Frames via PyAV: seek to the keyframe before the window, then decode forward.
+
+    Only the frames that some time maps to are converted to RGB; memory is T frames.
+    """
+    out = torch.empty((len(times), info.height, info.width, 3), dtype=torch.uint8)
+    with _open_media(path) as container:
+        stream = _video_stream(container, path)
+        stream.thread_type = "AUTO"
+        origin = float((stream.start_time or 0) * stream.time_base)
+        try:
+            if times[0] > 0:
+                container.seek(int((times[0] + origin) / stream.time_base), stream=stream, backward=True)
+            data_end = _fill_frames(out, container.decode(stream), times, origin, info.rotation)
+        except av.error.FFmpegError:
+            raise MediaError(path, "cannot decode video frames (corrupt or truncated?)") from None
+    _check_not_truncated(path, times, data_end)
+    return out
+
+
+def _fill_frames(out: torch.Tensor, frames, times: np.ndarray, origin: float, rotation: int) -> float:
+    """Write into ``out[j]`` the decoded frame whose interval contains ``times[j]``.
+
+    Returns inf when every time was covered by a decoded frame's interval; otherwise (the
+    frames ran out) the end time of the last frame, whose copies fill the remaining times.
+    """
+    j, previous, rgb = 0, None, None
+
+    def fill_from_previous():
+        nonlocal j, rgb
+        if rgb is None:  # convert each frame at most once, and only if some time needs it
+            rgb = _rotate(torch.from_numpy(previous.to_ndarray(format="rgb24")), rotation)
+        out[j] = rgb
+        j += 1
+
+    for frame in frames:
+        if frame.time is None:
+            continue
+        start = frame.time - origin
+        # `previous` covers [its start, this start): every pending time before `start` is its.
+        while previous is not None and j < len(times) and times[j] + _TIME_TOLERANCE < start:
+            fill_from_previous()
+        if j == len(times):
+            return float("inf")
+        previous, rgb = frame, None
+    if previous is None:
+        return float("-inf")
+    while j < len(times):  # past the last frame: clamp to it
+        fill_from_previous()
+    return previous.time - origin + float((previous.duration or 0) * previous.time_base)
+
+
+def _check_not_truncated(path: str, times: np.ndarray, data_end: float) -> None:
+    """MediaError if the times reach well past the last decodable frame (a file cut short)."""
+    if times[-1] > data_end + _TRUNCATION_SLACK:
+        where = f"ends at {data_end:.2f} s" if data_end > float("-inf") else "has no decodable frames"
+        raise MediaError(path, f"video data {where}, before {times[-1]:.2f} s (truncated or corrupt?)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Audio
+
+
+def decode_audio(path, sample_rate: int = 32000, channels: int = 1, start: float = 0.0,
+                 duration: float | None = None) -> np.ndarray:
+    """First audio stream of a video or audio file -> float32 [channels, samples] at ``sample_rate``.
+
+    Decoding and resampling happen in one pass (av.AudioResampler, to mono for a mono source and
+    to stereo for any other). Mono output averages left and right, stereo output from a mono
+    source repeats it: levels are kept (FFmpeg's own up/downmix scales by 1/sqrt(2), and its
+    downmix of loud stereo can exceed 1). The result covers [start, start + duration) of the
+    file's timeline (default: to its end); it is shorter when the audio ends earlier, and
+    starts with silence when the audio starts later.
+    """
+    if channels not in _LAYOUTS:
+        raise ValueError(f"channels must be 1 or 2, got {channels}")
+    path = _check_file(path)
+    with _open_media(path) as container:
+        if not container.streams.audio:
+            raise MediaError(path, "has no audio stream")
+        stream = container.streams.audio[0]
+        try:
+            decoded_channels = 1 if stream.codec_context.channels == 1 else 2
+            chunks, first = _decode_resampled(container, stream, sample_rate, decoded_channels, start, duration)
+        except av.error.FFmpegError:
+            raise MediaError(path, "cannot decode audio (corrupt or truncated?)") from None
+    audio = np.concatenate(chunks, axis=1) if chunks else np.zeros((decoded_channels, 0), dtype=np.float32)
+    audio = _match_channels(audio, channels)
+    # Align with `start`: drop what was decoded before it, or pad if the audio begins later.
+    offset = round((start - first) * sample_rate)
+    audio = audio[:, offset:] if offset >= 0 else np.pad(audio, ((0, 0), (-offset, 0)))
+    if duration is not None:
+        audio = audio[:, : round(duration * sample_rate)]
+    return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+def _decode_resampled(container, stream, sample_rate: int, channels: int, start: float,
+                      duration: float | None) -> tuple[list[np.ndarray], float]:
+    """Resampled chunks [C, n] from (roughly) ``start`` on, and the time (s) of the first sample."""
+    resampler = av.AudioResampler(format="fltp", layout=_LAYOUTS[channels], rate=sample_rate)
+    if start > 0:  # seek a little early: audio seeks may land late (mp3); the caller trims
+        container.seek(max(0, int((start - 0.5) / stream.time_base)), stream=stream, backward=True)
+    chunks, first, have = [], None, 0
+    end = None if duration is None else start + duration
+    for frame in container.decode(stream):
+        if first is None and frame.time is not None:
+            first = frame.time
+        for out in resampler.resample(frame):
+            chunks.append(out.to_ndarray())
+            have += out.samples
+        if end is not None and first is not None and first + have / sample_rate >= end:
+            break  # enough decoded
+    else:
+        chunks += [out.to_ndarray() for out in resampler.resample(None)]  # flush the resampler's tail
+    return chunks, (first if first is not None else 0.0)
+
+
+def _match_channels(audio: np.ndarray, channels: int) -> np.ndarray:
+    """[1 or 2, S] -> [channels, S]: average stereo into mono, or repeat mono into stereo."""
+    if audio.shape[0] == channels:
+        return audio
+    if channels == 1:
+        return audio.mean(axis=0, keepdims=True)
+    return np.repeat(audio, channels, axis=0)
+
+
+def write_wav(path, audio: np.ndarray, sample_rate: int) -> None:
+    """float32 [C, S] in [-1, 1] (or [S] mono) -> 16-bit PCM WAV, atomically (temp file + rename)."""
+    audio = _channels_first(audio)
+    path = os.fspath(path)
+    with _atomic_output(path, ".wav") as tmp:
+        soundfile.write(tmp, np.clip(audio, -1.0, 1.0).T, sample_rate, subtype="PCM_16", format="WAV")
+
+
+def _channels_first(audio: np.ndarray) -> np.ndarray:
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 1:
+        audio = audio[None]
+    if audio.ndim != 2 or audio.shape[0] not in _LAYOUTS:
+        raise ValueError(f"audio must be [channels, samples] with 1 or 2 channels, got shape {audio.shape}")
+    return audio
+
+
+@contextmanager
+def _atomic_output(path: str, suffix: str):
+    """Yield a temporary path next to ``path``; on success rename it to ``path``, else delete it."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=f".tmp{suffix}", dir=folder)
+    except OSError as err:
+        raise MediaError(path, f"cannot write here: {err.strerror or err}") from None
+    os.close(fd)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)  # mkstemp makes files private (0600); outputs are ordinary files
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+# ---------------------------------------------------------------------------------------------
+# Muxing
+
+
+def mux_audio(video_path, audio: np.ndarray, sample_rate: int, out_path, duration: float | None = None) -> None:
+    """Write ``out_path``: the video stream of ``video_path`` copied bit for bit + ``audio`` as its only audio.
+
+    audio: float32 [C, S] (C = 1 or 2) at ``sample_rate``; trimmed or zero-padded to the video's
+    duration (or ``duration``), then encoded as AAC (Opus for .webm). The container follows
+    out_path's extension (.mp4, .mov, .mkv, .webm). Rotation metadata is kept. The output is
+    written under a temporary name and renamed at the end, so it never exists half-written.
+    """
+    video_path, out_path = _check_file(video_path), os.fspath(out_path)
+    ext = os.path.splitext(out_path)[1].lower()
+    if ext not in OUTPUT_FORMATS:
+        raise MediaError(out_path, f"unsupported output type {ext or '(none)'}; use one of {', '.join(OUTPUT_FORMATS)}")
+    audio = _channels_first(audio)
+    info = probe_video(video_path)
+    target = info.duration if duration is None else duration
+    audio = _fit_length(audio, round(target * sample_rate))
+    with _atomic_output(out_path, ext) as tmp:
+        _remux_with_audio(video_path, audio, sample_rate, tmp, ext)
+
+
+def _fit_length(audio: np.ndarray, samples: int) -> np.ndarray:
+    """Trim or zero-pad [C, S] to exactly ``samples``."""
+    if audio.shape[1] >= samples:
+        return audio[:, :samples]
+    return np.pad(audio, ((0, 0), (0, samples - audio.shape[1])))
+
+
+def _remux_with_audio(video_path: str, audio: np.ndarray, sample_rate: int, tmp: str, ext: str) -> None:
+    container_format, audio_codec = OUTPUT_FORMATS[ext]
+    with _open_media(video_path) as src, av.open(tmp, "w", format=container_format) as dst:
+        video_in = _video_stream(src, video_path)
+        video_out = _copy_stream(dst, video_in, video_path, ext)
+        audio_out = dst.add_stream(audio_codec, rate=_encoder_rate(audio_codec, sample_rate),
+                                   layout=_LAYOUTS[audio.shape[0]])
+        # The music's t = 0 is the first frame, which need not be at pts 0.
+        offset = round(float((video_in.start_time or 0) * video_in.time_base) * sample_rate)
+        packets = heapq.merge(_copied_packets(src, video_in, video_out),
+                              _encoded_packets(audio_out, audio, sample_rate, offset), key=_packet_time)
+        try:
+            for packet in packets:
+                dst.mux(packet)
+        except av.error.FFmpegError as err:
+            raise MediaError(video_path, f"cannot copy its video into a {ext} file ({_reason(err)}); "
+                                         f"try an .mkv output") from None
+
+
+def _copy_stream(dst, video_in, video_path: str, ext: str):
+    """An output stream that takes video_in's packets unchanged (codec parameters and display matrix copied)."""
+    try:
+        return dst.add_stream_from_template(video_in)
+    except ValueError:  # PyAV: "<format> format does not support <codec> codec"
+        raise MediaError(video_path, f"its {video_in.codec_context.name} video cannot be copied into a "
+                                     f"{ext} file; use .mkv instead") from None
+
+
+def _encoder_rate(codec: str, sample_rate: int) -> int:
+    """``sample_rate`` if the encoder takes it, else its highest rate (PyAV resamples while encoding)."""
+    rates = av.Codec(codec, "w").audio_rates
+    return sample_rate if not rates or sample_rate in rates else max(rates)
+
+
+def _copied_packets(src, video_in, video_out):
+    for packet in src.demux(video_in):
+        if packet.size == 0:  # the demuxer's empty end-of-stream packet
+            continue
+        packet.stream = video_out  # PyAV rescales the timestamps to the output time base in mux()
+        yield packet
+
+
+def _encoded_packets(stream, audio: np.ndarray, sample_rate: int, offset: int, chunk: int = 16384):
+    """Encode [C, S] audio in chunks (samples ``offset`` + i on the output timeline)."""
+    layout = _LAYOUTS[audio.shape[0]]
+    for lo in range(0, audio.shape[1], chunk):
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio[:, lo:lo + chunk]), format="fltp", layout=layout)
+        frame.sample_rate, frame.pts, frame.time_base = sample_rate, offset + lo, Fraction(1, sample_rate)
+        yield from stream.encode(frame)
+    yield from stream.encode(None)
+
+
+def _packet_time(packet) -> float:
+    """Decoding time in s, to interleave video and audio packets the way muxers want them.
+
+    Matroska stores no decoding times, so with B-frames the first video packets have no dts:
+    their pts is close enough for interleaving (the muxer fills in the dts itself).
+    """
+    stamp = packet.dts if packet.dts is not None else packet.pts
+    return float(stamp * packet.time_base) if stamp is not None else 0.0

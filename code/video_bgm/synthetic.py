@@ -1,0 +1,192 @@
+"""Small, deterministic test media written with PyAV (no ffmpeg binary needed).
+
+Every frame of a test video is filled with a colour that encodes its index ``k`` (see
+:func:`frame_color` / :func:`decode_frame_index`), so a test can tell exactly WHICH frame a
+decoder returned, and carries a white marker in its top-left quadrant (as stored), so a
+test can tell how a frame was rotated. The audio is a sine tone.
+"""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable
+
+import av
+import numpy as np
+
+Color = tuple[int, int, int]
+
+# Container per extension, and the audio codec each test file gets (WebM cannot hold AAC).
+_VIDEO_FORMATS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}
+_AUDIO_FORMATS = {".wav": ("wav", "pcm_s16le"), ".flac": ("flac", "flac"),
+                  ".mp3": ("mp3", "libmp3lame"), ".m4a": ("ipod", "aac")}
+_OPUS_RATE = 48000  # libopus only takes 8/12/16/24/48 kHz
+_STEP = 16  # colour quantum per digit: survives lossy compression (errors stay below STEP / 2)
+_MARKER = (255, 255, 255)
+
+
+def frame_color(k: int) -> Color:
+    """The colour of frame ``k``: its index in base 16, one digit per channel (4096 distinct frames)."""
+    return tuple(_STEP * ((k // 16**c) % 16) + _STEP // 2 for c in range(3))
+
+
+def decode_frame_index(frame) -> int:
+    """Frame index from a decoded RGB frame [H, W, 3] (numpy or torch, uint8) of a test video.
+
+    Uses the per-channel median, so the marker quadrant (a quarter of the pixels) and
+    compression noise at the edges do not matter.
+    """
+    rgb = np.asarray(frame).reshape(-1, 3).astype(np.float64)
+    digits = np.clip(np.round((np.median(rgb, axis=0) - _STEP // 2) / _STEP), 0, 15).astype(int)
+    return int(digits[0] + 16 * digits[1] + 256 * digits[2])
+
+
+def frame_schedule(duration: float, fps: float, variable_frame_rate: bool = False) -> np.ndarray:
+    """Presentation times (s, float64) of the frames :func:`write_test_video` writes.
+
+    Constant rate: ``k / fps``. Variable rate: gaps alternate 0.5/fps and 1.5/fps, i.e. frame
+    2m is at 2m/fps and frame 2m+1 at (2m + 0.5)/fps (same average rate).
+    """
+    ticks = _frame_ticks(duration, fps, variable_frame_rate)
+    return ticks / (2 * float(fps))
+
+
+def _frame_ticks(duration: float, fps: float, variable_frame_rate: bool) -> np.ndarray:
+    """Frame times in units of 1/(2 fps), the time base every test video uses (exact integers)."""
+    limit = int(np.ceil(duration * fps)) * 2 + 2
+    if variable_frame_rate:
+        ticks = np.array([4 * (k // 2) + (k % 2) for k in range(limit)], dtype=np.int64)
+    else:
+        ticks = 2 * np.arange(limit, dtype=np.int64)
+    return ticks[ticks / (2 * float(fps)) < duration]
+
+
+def write_test_video(path, duration: float = 2.0, fps: float = 10, size: tuple[int, int] = (64, 48),
+                     codec: str = "libx264", audio: bool = True, audio_rate: int = 44100,
+                     audio_channels: int = 2, rotation: int = 0,
+                     color_fn: Callable[[float], Color] | None = None,
+                     variable_frame_rate: bool = False, audio_freq: float = 440.0) -> str:
+    """Write a test video and return its path as a string.
+
+    path: .mp4, .mov, .mkv or .webm (use codec="libvpx-vp9" for .webm).
+    size: (width, height) of the STORED frames; odd sizes use 4:4:4 chroma (libx264/vp9 only).
+    rotation: clockwise degrees a player should rotate by (display-matrix metadata; frames stay as stored).
+    color_fn: t (s) -> (r, g, b) replaces the frame-index colour (the marker stays).
+    audio: a sine tone of ``audio_freq`` Hz, AAC (Opus at 48 kHz in .webm).
+    """
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext not in _VIDEO_FORMATS:
+        raise ValueError(f"unsupported test video extension {ext!r}")
+    width, height = size
+    ticks = _frame_ticks(duration, fps, variable_frame_rate)
+    time_base = 1 / (2 * Fraction(fps).limit_denominator(1001))
+    with av.open(str(path), "w", format=_VIDEO_FORMATS[ext]) as out:
+        video = _add_video_stream(out, codec, width, height, fps, time_base, rotation)
+        sound = _add_audio_stream(out, ext, audio_rate, audio_channels) if audio else None
+        tone = _ToneWriter(sound, audio_freq) if sound else None
+        for i, tick in enumerate(ticks):
+            t = float(tick * time_base)
+            _mux(out, video.encode(_video_frame(i, t, width, height, color_fn, int(tick))))
+            if tone:  # interleave: audio up to the next frame's time (or the end)
+                next_t = float(ticks[i + 1] * time_base) if i + 1 < len(ticks) else duration
+                _mux(out, tone.encode_until(next_t))
+        _mux(out, video.encode(None))
+        if tone:
+            _mux(out, tone.flush())
+    return str(path)
+
+
+def _add_video_stream(out, codec: str, width: int, height: int, fps: float, time_base: Fraction,
+                      rotation: int):
+    even = width % 2 == 0 and height % 2 == 0
+    if not even and codec not in ("libx264", "libvpx-vp9"):
+        raise ValueError(f"{codec} needs even frame sizes, got {width}x{height}")
+    options = {"deadline": "realtime", "cpu-used": "8"} if codec == "libvpx-vp9" else {}
+    stream = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1001), options=options)
+    stream.width, stream.height = width, height
+    stream.pix_fmt = "yuv420p" if even else "yuv444p"  # 4:2:0 chroma needs even sizes
+    stream.time_base = time_base
+    stream.codec_context.time_base = time_base
+    if rotation % 360:
+        # PyAV takes counter-clockwise degrees (as VideoFrame.rotation reads them back).
+        stream.set_display_rotation(-rotation)
+    return stream
+
+
+def _video_frame(k: int, t: float, width: int, height: int, color_fn, pts: int) -> av.VideoFrame:
+    """Frame ``k`` at ``t`` s: the index colour (or color_fn(t)) plus the top-left marker."""
+    rgb = np.empty((height, width, 3), dtype=np.uint8)
+    rgb[:] = color_fn(t) if color_fn else frame_color(k)
+    rgb[: height // 2, : width // 2] = _MARKER
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+    frame.pts = pts
+    return frame
+
+
+def _add_audio_stream(out, ext: str, rate: int, channels: int):
+    layout = {1: "mono", 2: "stereo"}[channels]
+    if ext == ".webm":
+        return out.add_stream("libopus", rate=_OPUS_RATE, layout=layout)
+    return out.add_stream("aac", rate=rate, layout=layout)
+
+
+class _ToneWriter:
+    """Encodes a continuous sine tone into ``stream`` chunk by chunk."""
+
+    def __init__(self, stream, freq: float, amplitude: float = 0.5):
+        self.stream, self.freq, self.amplitude = stream, freq, amplitude
+        self.rate = stream.codec_context.sample_rate
+        self.channels = stream.codec_context.layout.nb_channels
+        self.written = 0  # samples so far
+
+    def encode_until(self, t: float) -> list:
+        end = round(t * self.rate)
+        if end <= self.written:
+            return []
+        samples = sine(self.freq, self.rate, end - self.written, self.channels, self.amplitude, self.written)
+        frame = av.AudioFrame.from_ndarray(samples, format="fltp",
+                                           layout=self.stream.codec_context.layout.name)
+        frame.sample_rate, frame.pts = self.rate, self.written
+        frame.time_base = Fraction(1, self.rate)
+        self.written = end
+        return self.stream.encode(frame)
+
+    def flush(self) -> list:
+        return self.stream.encode(None)
+
+
+def sine(freq: float, rate: int, n: int, channels: int = 1, amplitude: float = 0.5, offset: int = 0) -> np.ndarray:
+    """float32 [channels, n]: a sine of ``freq`` Hz at ``rate`` Hz, samples offset..offset+n."""
+    t = (offset + np.arange(n)) / rate
+    wave = (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+    return np.repeat(wave[None], channels, axis=0)
+
+
+def _mux(out, packets) -> None:
+    for packet in packets:
+        out.mux(packet)
+
+
+def write_test_audio(path, duration: float, sample_rate: int = 44100, channels: int = 1,
+                     freq: float = 440.0) -> str:
+    """Write a sine tone (.wav 16-bit PCM, .flac, .mp3 or .m4a by extension); returns the path."""
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext not in _AUDIO_FORMATS:
+        raise ValueError(f"unsupported test audio extension {ext!r}")
+    fmt, codec = _AUDIO_FORMATS[ext]
+    with av.open(str(path), "w", format=fmt) as out:
+        stream = out.add_stream(codec, rate=sample_rate, layout={1: "mono", 2: "stereo"}[channels])
+        tone = _ToneWriter(stream, freq)
+        _mux(out, tone.encode_until(duration))
+        _mux(out, tone.flush())
+    return str(path)
+
+
+def write_text_file(path, text: str = "this is not a video\n") -> str:
+    """A plain text file (e.g. named .mp4) for error tests."""
+    Path(path).write_text(text)
+    return os.fspath(path)
