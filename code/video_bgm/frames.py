@@ -125,4 +125,8 @@ def build_frame_encoder(config: FrameEncoderConfig, base_dir: Path | None = None
     try:
         return ResNet50FrameEncoder(weights=config.name)
     except KeyError:
-        raise ModelError(base_dir, f"frame_encoder.name: unknown ResNet-50 weights {config.name!r} (use 'IMAGENET1K_V2' or 'bundled')") from None
+        raise ModelError(base_dir, f"frame_encoder.name: unknown ResNet-50 weights {config.name!r} "
+                                   "(use 'IMAGENET1K_V2' or 'bundled')") from None
+    except (OSError, RuntimeError) as err:  # no network, or a broken file in torch's hub cache
+        raise ModelError(f"ResNet50_Weights.{config.name}",
+                         f"cannot load torchvision's weights ({first_line(err)})") from None

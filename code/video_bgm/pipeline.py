@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import secrets
@@ -213,8 +214,6 @@ def locate_model(ref: str | os.PathLike) -> Path:
 
 
 def read_config(folder: Path) -> VideoModelConfig:
-    import json
-
     try:
         config = from_dict(VideoModelConfig, json.loads((folder / CONFIG_NAME).read_text()))
         config.validate()
@@ -241,8 +240,6 @@ def _summarise_load_error(err: RuntimeError) -> str:
 
 
 def _config_json(config: VideoModelConfig) -> str:
-    import json
-
     return json.dumps(config.to_dict(), indent=2) + "\n"
 
 
