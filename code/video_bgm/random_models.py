@@ -7,6 +7,7 @@ shapes), since compute does not depend on the weights' values.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -80,16 +81,37 @@ def random_musicgen(config: MusicgenConfig, seed: int = 0) -> MusicgenForConditi
     """A MusicGen with random weights and the published checkpoints' generation defaults."""
     torch.manual_seed(seed)
     model = MusicgenForConditionalGeneration(config).eval()
-    # EnCodec's codebooks start at zero (k-means fills them in training): randomise them,
-    # or every code decodes to the same sound and encoding maps all audio to code 0.
-    for layer in model.audio_encoder.quantizer.layers:
-        layer.codebook.embed.normal_()
-        layer.codebook.embed_avg.copy_(layer.codebook.embed)
+    _init_codebooks_from_audio(model.audio_encoder, seed)
     vocab = config.decoder.vocab_size
     gen = model.generation_config
     gen.decoder_start_token_id = gen.pad_token_id = gen.bos_token_id = vocab
     gen.do_sample, gen.guidance_scale, gen.top_k, gen.max_length = True, 3.0, 250, 1500
     return model
+
+
+@torch.no_grad()
+def _init_codebooks_from_audio(codec, seed: int) -> None:
+    """Fill EnCodec's codebooks the way its training starts them: with encoder outputs of audio.
+
+    They start at zero (k-means fills them in training); left so, every piece of audio would
+    encode to the same code and every code decode to the same sound. Tones of many pitches
+    and loudnesses, plus noise, make latents that each residual stage samples its codes from,
+    so that different sounds get different codes.
+    """
+    g = torch.Generator().manual_seed(seed)
+    rate = codec.config.sampling_rate
+    t = torch.arange(rate // 4) / rate  # 0.25 s each: enough latents, little compute at real size
+    freqs = torch.logspace(math.log10(55), math.log10(7000), 48)
+    tones = torch.sin(2 * math.pi * freqs[:, None] * t) * torch.rand(48, 1, generator=g)
+    noise = torch.randn(16, len(t), generator=g) * torch.rand(16, 1, generator=g) * 0.3
+    latents = codec.encoder(torch.cat([tones, noise])[:, None])  # (B, D, T)
+    residual = latents.transpose(1, 2).reshape(-1, latents.shape[1])  # (N, D)
+    for layer in codec.quantizer.layers:
+        book = layer.codebook
+        picks = torch.randint(0, len(residual), (book.embed.shape[0],), generator=g)
+        book.embed.copy_(residual[picks] + 1e-3 * torch.randn(book.embed.shape, generator=g))
+        book.embed_avg.copy_(book.embed)
+        residual = residual - book.embed[torch.cdist(residual, book.embed).argmin(dim=1)]
 
 
 def clip_vision_config(size: str = "tiny") -> CLIPVisionConfig:

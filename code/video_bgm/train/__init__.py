@@ -1,0 +1,1 @@
+"""Training the video encoder: config, datasets, feature cache, loop. Inference never imports this."""

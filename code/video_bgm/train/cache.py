@@ -1,0 +1,190 @@
+"""Feature cache: frame features and EnCodec codes, computed once per clip.
+
+Frozen encoders never change during training, so each clip's frame features (per frame
+encoder and fps) and the EnCodec codes of its music (per MusicGen) are computed once and
+stored under the cache folder, keyed by the file's content and those settings:
+
+    <cache>/frames/<frame encoder + fps key>/<sha256 of the video>.safetensors   features [T, F] fp16
+    <cache>/codes/<musicgen key>/<sha256 of the music file>.safetensors         codes [K, L] int16
+
+Changing the frame encoder or fps invalidates only the frames; changing MusicGen only the
+codes. Decoding runs in parallel worker threads (PyAV and decord release the GIL); the
+frozen models run in the main thread, batched, on the training device.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from .. import media
+from ..config import VideoModelConfig
+from ..errors import MediaError
+from ..frames import FrameEncoder
+from ..musicgen import MusicGen
+from .data import Clip, Skipped
+
+_ENCODE_SECONDS = 30  # EnCodec encodes long music in chunks of this many seconds (bounded memory)
+
+
+@dataclass(frozen=True)
+class CachedClip:
+    clip: Clip
+    frames: Path           # safetensors with "features" [T, F]
+    codes: Path            # safetensors with "codes" [K, L]
+
+
+def file_digest(path: Path, chunk: int = 1 << 20) -> str:
+    """sha256 of a file's content: the cache key that survives renames and moves."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _settings_key(settings: dict) -> str:
+    """A short folder name for a set of settings, with the settings written beside it."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def frames_key(config: VideoModelConfig) -> dict:
+    fe = config.frame_encoder
+    return {"kind": fe.kind, "name": fe.name, "revision": fe.revision, "fps": config.fps}
+
+
+def codes_key(config: VideoModelConfig, musicgen: MusicGen) -> dict:
+    return {"musicgen": config.musicgen, "revision": config.musicgen_revision,
+            "channels": musicgen.audio_channels, "codebooks": musicgen.num_codebooks}
+
+
+class FeatureCache:
+    def __init__(self, root: Path, config: VideoModelConfig, musicgen: MusicGen):
+        self.frames_dir = self._folder(Path(root) / "frames", frames_key(config))
+        self.codes_dir = self._folder(Path(root) / "codes", codes_key(config, musicgen))
+
+    @staticmethod
+    def _folder(parent: Path, settings: dict) -> Path:
+        folder = parent / _settings_key(settings)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "settings.json").write_text(json.dumps(settings, indent=1) + "\n")
+        return folder
+
+    def paths(self, video_digest: str, audio_digest: str) -> tuple[Path, Path]:
+        return self.frames_dir / f"{video_digest}.safetensors", self.codes_dir / f"{audio_digest}.safetensors"
+
+
+def prepare_features(clips: list[Clip], cache: FeatureCache, frame_encoder: FrameEncoder, musicgen: MusicGen,
+                     fps: float, num_workers: int = 2, show_progress: bool = True
+                     ) -> tuple[list[CachedClip], list[Skipped]]:
+    """Make sure every clip's features are cached; returns the usable clips and the skipped ones.
+
+    A clip that cannot be read is reported once (as it happens) and skipped; it does not stop
+    the others.
+    """
+    ready, skipped = [], []
+    bar = tqdm(total=len(clips), desc="preparing features", unit="clip", disable=not show_progress)
+
+    def digest(clip: Clip) -> tuple[Path, Path]:
+        video_digest = file_digest(clip.video)
+        audio_digest = video_digest if clip.audio == clip.video else file_digest(clip.audio)
+        return cache.paths(video_digest, audio_digest)
+
+    def decode(clip: Clip, frames_path: Path, codes_path: Path):
+        """Worker: decode what is not cached yet (frames and/or music) for one clip."""
+        frames = audio = None
+        if not frames_path.exists():
+            frames, _ = media.sample_frames(clip.video, fps)
+        if not codes_path.exists():
+            audio = media.decode_audio(clip.audio, musicgen.sample_rate, musicgen.audio_channels)
+            if audio.shape[1] < musicgen.sample_rate / musicgen.frame_rate:
+                raise MediaError(clip.audio, "music track is empty")
+        return frames, audio
+
+    def skip(clip: Clip, err: Exception) -> None:
+        skipped.append(Skipped(clip.id, str(err)))
+        bar.write(f"skipping {clip.id}: {err}", file=sys.stderr)
+
+    with ThreadPoolExecutor(num_workers) as pool:
+        try:
+            paths = list(pool.map(digest, clips))
+        except OSError as err:
+            raise MediaError(getattr(err, "filename", "?"), f"cannot read ({err.strerror})") from None
+        # Bounded look-ahead: at most 2 decoded clips per worker wait in memory for the encoders.
+        window = 2 * num_workers
+        pending = {}
+
+        def finish_oldest():
+            j = min(pending)
+            _finish(pending.pop(j), clips[j], paths[j], frame_encoder, musicgen, ready, skip)
+            bar.update()
+
+        for i, clip in enumerate(clips):
+            frames_path, codes_path = paths[i]
+            if frames_path.exists() and codes_path.exists():
+                ready.append(CachedClip(clip, frames_path, codes_path))
+                bar.update()
+                continue
+            pending[i] = pool.submit(decode, clip, frames_path, codes_path)
+            while len(pending) >= window:
+                finish_oldest()
+        while pending:
+            finish_oldest()
+    bar.close()
+    ready.sort(key=lambda c: c.clip.id)
+    return ready, skipped
+
+
+def _finish(future, clip: Clip, paths: tuple[Path, Path], frame_encoder: FrameEncoder, musicgen: MusicGen,
+            ready: list, skip) -> None:
+    """Main thread: run the frozen encoders on a decoded clip and store the results atomically."""
+    frames_path, codes_path = paths
+    try:
+        frames, audio = future.result()
+    except MediaError as err:
+        skip(clip, err)
+        return
+    if frames is not None:
+        features = frame_encoder.encode(frames).to(torch.float16).cpu()
+        _save_atomic({"features": features.contiguous()}, frames_path)
+    if audio is not None:
+        codes = encode_music(musicgen, torch.from_numpy(audio))
+        _save_atomic({"codes": codes.to(torch.int16).cpu().contiguous()}, codes_path)
+    ready.append(CachedClip(clip, frames_path, codes_path))
+
+
+@torch.no_grad()
+def encode_music(musicgen: MusicGen, audio: torch.Tensor) -> torch.Tensor:
+    """Music [C, S] at MusicGen's sample rate -> codes [K, L], encoded in chunks of whole frames."""
+    hop = round(musicgen.sample_rate / musicgen.frame_rate)
+    chunk = _ENCODE_SECONDS * musicgen.sample_rate // hop * hop
+    usable = audio.shape[1] // hop * hop  # whole code frames only
+    parts = [musicgen.encode_audio(audio[None, :, i:i + chunk].to(musicgen.device))[0]
+             for i in range(0, usable, chunk)]
+    return torch.cat(parts, dim=1)
+
+
+def _save_atomic(tensors: dict, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_cached(clip: CachedClip) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features [T, F] float32, codes [K, L] int64) of a cached clip."""
+    return load_file(clip.frames)["features"].float(), load_file(clip.codes)["codes"].long()

@@ -1,0 +1,158 @@
+"""Training data: find (video, music, caption) pairs in one of four layouts, and split them.
+
+Layouts (``data.layout``):
+- ``videos_with_audio``: each video's own soundtrack is its target music;
+- ``videos_and_wavs``: ``videos/<stem>.<ext>`` + ``audio/<stem>.wav`` (the thesis layout);
+- ``demucs``: ``videos/<stem>.<ext>`` + ``audio/htdemucs/<stem>/no_vocals.wav`` (Demucs output);
+- ``manifest``: a CSV or JSONL file with ``video``, optional ``audio`` and ``caption`` columns.
+
+A pair whose files are missing is reported and skipped (``Skipped``), never silently dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UserInputError
+from .config import DataConfig
+
+VIDEO_EXTENSIONS = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"}
+SPLIT_NAME = "split.json"
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One training pair. ``id`` is unique and stable (the path relative to the data root)."""
+
+    id: str
+    video: Path
+    audio: Path            # the music: the video itself for videos_with_audio
+    caption: str | None = None
+
+
+@dataclass(frozen=True)
+class Skipped:
+    what: str              # the file or clip id
+    why: str
+
+
+def find_clips(config: DataConfig) -> tuple[list[Clip], list[Skipped]]:
+    """All pairs of the configured layout, sorted by id, and the ones that had to be skipped."""
+    if config.layout == "manifest":
+        return _from_manifest(Path(config.manifest))
+    videos_dir = _existing_dir(config.videos, "data.videos")
+    videos = _list_videos(videos_dir, config.recursive)
+    if not videos:
+        raise UserInputError(f"{videos_dir}: no videos found (looked for {', '.join(sorted(VIDEO_EXTENSIONS))})")
+    clips, skipped = [], []
+    audio_dir = _existing_dir(config.audio, "data.audio") if config.layout != "videos_with_audio" else None
+    for video in videos:
+        clip_id = video.relative_to(videos_dir).with_suffix("").as_posix()
+        if config.layout == "videos_with_audio":
+            audio = video
+        elif config.layout == "videos_and_wavs":
+            audio = audio_dir / f"{clip_id}.wav"
+        else:  # demucs: <audio>/htdemucs/<stem>/no_vocals.wav (or <audio> is the htdemucs folder itself)
+            root = audio_dir if audio_dir.name == "htdemucs" else audio_dir / "htdemucs"
+            audio = root / video.stem / "no_vocals.wav"
+        if not audio.is_file():
+            skipped.append(Skipped(str(video), f"no music file {audio}"))
+            continue
+        clips.append(Clip(clip_id, video, audio))
+    return clips, skipped
+
+
+def _existing_dir(path: str | None, key: str) -> Path:
+    folder = Path(path).expanduser() if path else None
+    if folder is None or not folder.is_dir():
+        raise UserInputError(f"{key}: {path} is not a folder")
+    return folder
+
+
+def _list_videos(folder: Path, recursive: bool) -> list[Path]:
+    pattern = folder.rglob("*") if recursive else folder.glob("*")
+    return sorted(p for p in pattern if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
+                  and not p.name.startswith("."))
+
+
+def _from_manifest(path: Path) -> tuple[list[Clip], list[Skipped]]:
+    if not path.is_file():
+        raise UserInputError(f"{path}: manifest not found")
+    rows = _read_manifest(path)
+    clips, skipped, seen = [], [], set()
+    for line, row in rows:
+        where = f"{path}:{line}"
+        if not row.get("video"):
+            raise UserInputError(f"{where}: no 'video' value")
+        video = (path.parent / row["video"]).expanduser()
+        audio = (path.parent / row["audio"]).expanduser() if row.get("audio") else video
+        missing = next((p for p in (video, audio) if not p.is_file()), None)
+        if missing is not None:
+            skipped.append(Skipped(where, f"file not found: {missing}"))
+            continue
+        clip_id = Path(row["video"]).with_suffix("").as_posix()
+        if clip_id in seen:
+            raise UserInputError(f"{where}: video {row['video']} is listed twice")
+        seen.add(clip_id)
+        clips.append(Clip(clip_id, video, audio, row.get("caption") or None))
+    if not rows:
+        raise UserInputError(f"{path}: the manifest lists no clips")
+    return sorted(clips, key=lambda c: c.id), skipped
+
+
+def _read_manifest(path: Path) -> list[tuple[int, dict]]:
+    """(line number, row) pairs of a CSV (with a header) or JSONL manifest."""
+    text = path.read_text()
+    if path.suffix.lower() in (".jsonl", ".json"):
+        rows = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append((number, json.loads(line)))
+                except json.JSONDecodeError as err:
+                    raise UserInputError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+        return rows
+    reader = csv.DictReader(text.splitlines())
+    if not reader.fieldnames or "video" not in reader.fieldnames:
+        raise UserInputError(f"{path}: a CSV manifest needs a header with a 'video' column")
+    return [(number, row) for number, row in enumerate(reader, 2)]
+
+
+def split_clips(clips: list[Clip], val_fraction: float, test_fraction: float, seed: int) -> dict[str, list[str]]:
+    """A seeded train/validation/test split of clip ids (at least one training clip)."""
+    ids = sorted(c.id for c in clips)
+    random.Random(seed).shuffle(ids)
+    n_val, n_test = round(len(ids) * val_fraction), round(len(ids) * test_fraction)
+    if len(ids) - n_val - n_test < 1:
+        raise UserInputError(f"only {len(ids)} usable clips: too few for the validation and test fractions")
+    return {"validation": sorted(ids[:n_val]), "test": sorted(ids[n_val:n_val + n_test]),
+            "training": sorted(ids[n_val + n_test:])}
+
+
+def load_or_make_split(output_dir: Path, clips: list[Clip], config: DataConfig) -> tuple[dict[str, list[str]], list[str]]:
+    """The split saved in ``output_dir`` (reused on resume), or a new one saved there.
+
+    Returns the split, restricted to the clips that exist now, and notes about the difference.
+    """
+    path = output_dir / SPLIT_NAME
+    notes = []
+    if path.is_file():
+        split = json.loads(path.read_text())
+        available = {c.id for c in clips}
+        gone = sorted(i for part in split.values() for i in part if i not in available)
+        new = sorted(available - {i for part in split.values() for i in part})
+        if gone:
+            notes.append(f"{len(gone)} clips of the saved split are unusable now (e.g. {gone[0]}); left out")
+        if new:
+            notes.append(f"{len(new)} clips are not in the saved split (e.g. {new[0]}); left out to keep the split")
+        split = {name: [i for i in ids if i in available] for name, ids in split.items()}
+    else:
+        split = split_clips(clips, config.val_fraction, config.test_fraction, config.split_seed)
+        path.write_text(json.dumps(split, indent=1) + "\n")
+    if not split["training"]:
+        raise UserInputError(f"{path}: no usable training clips left")
+    return split, notes

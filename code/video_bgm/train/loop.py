@@ -1,0 +1,327 @@
+"""The training loop: the video encoder learns to condition the frozen MusicGen.
+
+Only the temporal transformer trains (AdamW, warm-up + cosine decay, gradient clipping on its
+own parameters). The loss is MusicGen's per-codebook cross-entropy on the paired music's
+cached EnCodec codes, backpropagated through the frozen decoder. ``accelerate`` handles
+devices, several GPUs, mixed precision and gradient accumulation; there is no separate code
+path for them.
+
+Validation reports the **conditioning gain**: the cross-entropy with shuffled videos minus the
+cross-entropy with the matching videos. Zero means the music does not depend on the video.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..errors import UserInputError
+from ..frames import build_frame_encoder
+from ..musicgen import MusicGen
+from ..pipeline import VideoBGM
+from ..refs import resolve_reference
+from ..temporal import TemporalTransformer
+from . import checkpoints as ckpt
+from .cache import FeatureCache, prepare_features
+from .config import TrainConfig, dump_train_config
+from .data import Skipped, find_clips, load_or_make_split
+from .segments import SegmentDataset
+
+MODEL_DIR = "model"
+CONFIG_NAME = "training_config.yaml"
+
+
+@dataclass
+class RunResult:
+    model_dir: Path
+    step: int
+    best_validation_loss: float | None
+    test: dict | None
+    skipped: list[Skipped]
+
+
+def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warm-up to 1, then cosine decay to ``min_ratio`` at ``total`` steps."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def collate(items: list[dict]) -> dict:
+    batch = {k: torch.stack([item[k] for item in items]) for k in ("features", "features_mask", "codes", "codes_mask")}
+    batch["caption"] = [item["caption"] for item in items]
+    batch["index"] = torch.tensor([item["index"] for item in items])
+    return batch
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, show_progress: bool = True):
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+
+        self.config = config
+        self.show_progress = show_progress
+        self.out = Path(config.output_dir)
+        cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
+        if config.device == "cuda" and not torch.cuda.is_available():
+            raise UserInputError("device: cuda was asked for but no CUDA device is available")
+        trackers = ["tensorboard"] + (["wandb"] if config.wandb_project else [])
+        self.accelerator = Accelerator(
+            cpu=cpu, gradient_accumulation_steps=config.train.grad_accum_steps,
+            mixed_precision="no" if cpu else config.train.mixed_precision,
+            log_with=trackers, project_dir=str(self.out),
+        )
+        set_seed(config.seed)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._check_resumable_config()
+
+    # --- setup -------------------------------------------------------------------------------
+    def _check_resumable_config(self) -> None:
+        """A run resumes in the same folder only with the same model and data settings."""
+        path = self.out / CONFIG_NAME
+        if path.is_file():
+            import yaml
+
+            saved = yaml.safe_load(path.read_text())
+            now = self.config.to_dict()
+            for section in ("model", "data", "seed"):
+                if saved.get(section) != now.get(section):
+                    raise UserInputError(
+                        f"{self.out}: holds a run with other '{section}' settings ({path}); "
+                        f"use another output_dir or the same settings to resume")
+        if self.accelerator.is_main_process:
+            path.write_text(dump_train_config(self.config))
+
+    def build_model(self) -> VideoBGM:
+        config = self.config.model
+        device = self.accelerator.device
+        base = Path.cwd()
+        frame_encoder = build_frame_encoder(config.frame_encoder, base).to(device)
+        config.musicgen = resolve_reference(config.musicgen, base, "model.musicgen")
+        musicgen = MusicGen.from_pretrained(config.musicgen, config.musicgen_revision, device)
+        torch.manual_seed(self.config.seed)
+        temporal = TemporalTransformer(config.temporal).to(device)
+        return VideoBGM(config, frame_encoder, temporal, musicgen)
+
+    def prepare_data(self, model: VideoBGM):
+        """Find the clips, cache their features (main process first), split, build the datasets."""
+        data = self.config.data
+        clips, skipped = find_clips(data)
+        cache = FeatureCache(Path(data.cache_dir or self.out / "cache"), self.config.model, model.musicgen)
+        with self.accelerator.main_process_first():
+            ready, failed = prepare_features(clips, cache, model.frame_encoder, model.musicgen, self.config.model.fps,
+                                             data.num_workers, self.show_progress and self.accelerator.is_main_process)
+        skipped += failed
+        if not ready:
+            reasons = "; ".join(f"{s.what}: {s.why}" for s in skipped[:3])
+            raise UserInputError(f"no usable clips in the dataset ({len(skipped)} skipped: {reasons})")
+        split, notes = load_or_make_split(self.out, [c.clip for c in ready], data)
+        for note in notes:
+            self.log_line(note)
+        by_id = {c.clip.id: c for c in ready}
+
+        def dataset(name: str, train: bool) -> SegmentDataset | None:
+            chosen = [by_id[i] for i in split[name]]
+            if not chosen:
+                return None
+            return SegmentDataset(chosen, data.segment_seconds, self.config.model.fps,
+                                  model.musicgen.frame_rate, self.config.seed, random_crops=train)
+
+        return dataset("training", True), dataset("validation", False), dataset("test", False), skipped
+
+    def log_line(self, text: str) -> None:
+        if self.accelerator.is_main_process:
+            tqdm.write(text, file=sys.stderr)
+
+    # --- loss and evaluation -----------------------------------------------------------------
+    def batch_loss(self, model: VideoBGM, batch: dict, features: torch.Tensor | None = None,
+                   null: bool = False) -> torch.Tensor:
+        """MusicGen's loss on a batch; ``features`` replaces the batch's (shuffled video), ``null``
+        uses MusicGen's null condition (no video at all)."""
+        device = self.accelerator.device
+        features = (batch["features"] if features is None else features).to(device)
+        condition, mask = model.condition(features, batch["features_mask"].to(device))
+        captions = batch["caption"]
+        if any(captions):
+            text, text_mask = model.musicgen.encode_text([c or "" for c in captions])
+            text_mask = text_mask & torch.tensor([bool(c) for c in captions], device=device)[:, None]
+            condition = torch.cat([condition, model.musicgen.project_text(text)], dim=1)
+            mask = torch.cat([mask, text_mask], dim=1)
+        if null:
+            mask = torch.zeros_like(mask)
+        with self.accelerator.autocast():
+            return model.musicgen.loss(condition, mask, batch["codes"].to(device), batch["codes_mask"].to(device))
+
+    @torch.no_grad()
+    def evaluate(self, model: VideoBGM, dataset: SegmentDataset) -> dict:
+        """Cross-entropy with matched videos, shuffled videos and no video (null condition).
+
+        Shuffling pairs clip i's music with clip i+1's video (a derangement), so the gain is
+        defined from two clips on.
+        """
+        was_training = model.temporal.training
+        model.temporal.eval()
+        loader = DataLoader(dataset, batch_size=self.config.train.batch_size, collate_fn=collate)
+        all_features = torch.stack([dataset[i]["features"] for i in range(len(dataset))])
+        totals = {"loss": 0.0, "shuffled_loss": 0.0, "null_loss": 0.0}
+        for batch in loader:
+            n = len(batch["index"])
+            totals["loss"] += n * self.batch_loss(model, batch).item()
+            totals["null_loss"] += n * self.batch_loss(model, batch, null=True).item()
+            if len(dataset) > 1:
+                other = all_features[(batch["index"] + 1) % len(dataset)]
+                totals["shuffled_loss"] += n * self.batch_loss(model, batch, features=other).item()
+        model.temporal.train(was_training)
+        metrics = {k: v / len(dataset) for k, v in totals.items()}
+        if len(dataset) > 1:
+            metrics["conditioning_gain"] = metrics["shuffled_loss"] - metrics["loss"]
+        else:
+            del metrics["shuffled_loss"]
+        metrics["clips"] = len(dataset)
+        return metrics
+
+    # --- the run -----------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        acc, cfg, opt_cfg = self.accelerator, self.config, self.config.train
+        model = self.build_model()
+        train_set, val_set, test_set, skipped = self.prepare_data(model)
+        temporal = model.temporal
+        optimizer = torch.optim.AdamW([p for p in temporal.parameters() if p.requires_grad], lr=opt_cfg.lr,
+                                      betas=opt_cfg.betas, weight_decay=opt_cfg.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: lr_factor(s, opt_cfg.warmup_steps, opt_cfg.max_steps, opt_cfg.min_lr_ratio))
+        # The order and each process's share come from train_set.set_epoch (deterministic, so a
+        # resumed run sees the same batches); accelerate wraps the model and optimizer.
+        loader = DataLoader(train_set, batch_size=opt_cfg.batch_size, shuffle=False, collate_fn=collate)
+        model.temporal, optimizer = acc.prepare(temporal, optimizer)
+        unwrapped = acc.unwrap_model(model.temporal)
+
+        folder = self.out / "checkpoints"
+        state = {"step": 0, "epoch": 0, "batches_done": 0, "best_validation_loss": None,
+                 "evals_without_improvement": 0, "stopped_early": False}
+        existing = ckpt.step_checkpoints(folder)
+        if existing:
+            state = ckpt.load_checkpoint(existing[-1], unwrapped, optimizer, scheduler)
+            self.log_line(f"resuming from {existing[-1]} (step {state['step']})")
+        acc.init_trackers("train", config={"output_dir": cfg.output_dir, "seed": cfg.seed} | {
+            f"train.{k}": v for k, v in vars(opt_cfg).items() if isinstance(v, (int, float, str))}
+            | ({"wandb": {"project": cfg.wandb_project}} if cfg.wandb_project else {}))
+        metrics_file = self.out / "metrics.jsonl"
+
+        def log(split: str, values: dict) -> None:
+            if acc.is_main_process:
+                with open(metrics_file, "a") as f:
+                    f.write(json.dumps({"step": state["step"], "split": split, **values, "time": time.time()}) + "\n")
+            acc.log({f"{split}/{k}": v for k, v in values.items() if isinstance(v, (int, float))}, step=state["step"])
+
+        def save(name: str) -> None:
+            if acc.is_main_process:
+                ckpt.save_checkpoint(folder, name, unwrapped, optimizer, scheduler, state)
+                ckpt.prune(folder, opt_cfg.keep_last)
+            acc.wait_for_everyone()
+
+        if val_set is None:
+            self.log_line("no validation clips: no early stopping, the last weights are exported")
+        bar = tqdm(total=opt_cfg.max_steps, initial=state["step"], desc="training", unit="step",
+                   disable=not (self.show_progress and acc.is_main_process), dynamic_ncols=True)
+        stop = state["step"] >= opt_cfg.max_steps or state["stopped_early"]
+        if val_set is not None and state["step"] == 0 and not existing:
+            self._validate(model, val_set, state, log, save)  # the untrained baseline, at step 0
+        model.temporal.train()
+        while not stop:
+            # Resuming mid-epoch: leave out the clips already seen (all processes' batches).
+            seen = state["batches_done"] * opt_cfg.batch_size * acc.num_processes
+            train_set.set_epoch(state["epoch"], skip=seen, rank=acc.process_index, world=acc.num_processes)
+            for batch in loader:
+                # Dropout's randomness is a function of (seed, process, epoch, batch), not of a
+                # running state: a resumed run draws exactly what the uninterrupted one drew.
+                torch.manual_seed(hash((cfg.seed, acc.process_index, state["epoch"], state["batches_done"])) % 2**63)
+                with acc.accumulate(model.temporal):
+                    loss = self.batch_loss(model, batch)
+                    acc.backward(loss)
+                    grad_norm = None
+                    if acc.sync_gradients and opt_cfg.grad_clip > 0:
+                        grad_norm = acc.clip_grad_norm_(model.temporal.parameters(), opt_cfg.grad_clip)
+                    optimizer.step()
+                    if acc.sync_gradients:
+                        scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                state["batches_done"] += 1
+                if not acc.sync_gradients:
+                    continue
+                state["step"] += 1
+                bar.update()
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+                if state["step"] % opt_cfg.log_every == 0:
+                    log("train", {"loss": loss.item(), "lr": scheduler.get_last_lr()[0],
+                                  **({"grad_norm": float(grad_norm)} if grad_norm is not None else {})})
+                if val_set is not None and state["step"] % opt_cfg.eval_every == 0:
+                    stop = state["stopped_early"] = self._validate(model, val_set, state, log, save)
+                if state["step"] % opt_cfg.save_every == 0 or state["step"] >= opt_cfg.max_steps or stop:
+                    save(f"step-{state['step']:06d}")
+                if stop or state["step"] >= opt_cfg.max_steps:
+                    stop = True
+                    break
+            else:
+                state["epoch"] += 1
+                state["batches_done"] = 0
+        bar.close()
+
+        result = self._finish(model, unwrapped, folder, val_set, test_set, state, log, skipped)
+        acc.end_training()
+        return result
+
+    def _validate(self, model, val_set, state, log, save) -> bool:
+        """Evaluate; keep the best checkpoint; True when early stopping says stop."""
+        values = self.evaluate(model, val_set)
+        log("validation", values)
+        gain = values.get("conditioning_gain")
+        self.log_line(f"step {state['step']}: validation loss {values['loss']:.4f}"
+                      + (f", conditioning gain {gain:+.4f}" if gain is not None else ""))
+        best = state["best_validation_loss"]
+        if best is None or values["loss"] < best:
+            state["best_validation_loss"] = values["loss"]
+            state["evals_without_improvement"] = 0
+            save("best")
+            return False
+        state["evals_without_improvement"] += 1
+        patience = self.config.train.early_stopping_patience
+        if patience and state["evals_without_improvement"] >= patience:
+            self.log_line(f"early stopping: no better validation loss in {patience} evaluations")
+            return True
+        return False
+
+    def _finish(self, model, unwrapped, folder, val_set, test_set, state, log, skipped) -> RunResult:
+        """Export the best (or last) weights as a model folder and report the test loss."""
+        best = folder / "best"
+        if best.is_dir() and (best / "temporal.safetensors").is_file():
+            ckpt.load_checkpoint(best, unwrapped)
+        model.temporal = unwrapped.eval()
+        test = None
+        if test_set is not None:
+            test = self.evaluate(model, test_set)
+            log("test", test)
+            gain = test.get("conditioning_gain")
+            self.log_line(f"test loss {test['loss']:.4f}" + (f", conditioning gain {gain:+.4f}" if gain is not None else ""))
+        model_dir = self.out / MODEL_DIR
+        if self.accelerator.is_main_process:
+            model.save_pretrained(model_dir)
+            (model_dir / CONFIG_NAME).write_text(dump_train_config(self.config))
+            metrics = {"step": state["step"], "best_validation_loss": state["best_validation_loss"], "test": test}
+            (model_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+            if skipped:
+                self.log_line(f"{len(skipped)} clips skipped:")
+                for s in skipped:
+                    self.log_line(f"  {s.what}: {s.why}")
+            self.log_line(f"model written to {model_dir}")
+        self.accelerator.wait_for_everyone()
+        return RunResult(model_dir, state["step"], state["best_validation_loss"], test, skipped)
