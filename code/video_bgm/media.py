@@ -19,6 +19,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -548,3 +549,21 @@ def _packet_time(packet) -> float:
     """
     stamp = packet.dts if packet.dts is not None else packet.pts
     return float(stamp * packet.time_base) if stamp is not None else 0.0
+
+
+def write_outputs(video, audio: np.ndarray, sample_rate: int, out, duration: float | None = None) -> None:
+    """Write ``out`` (``video`` with ``audio`` muxed in, see :func:`mux_audio`) and ``out`` with a
+    ``.wav`` suffix (the audio alone) under temporary names, then rename both: never half-written."""
+    out = Path(out)
+    wav = out.with_suffix(".wav")
+    tmp_dir = tempfile.mkdtemp(prefix=f".{out.stem}.", dir=out.parent)
+    tmp_video, tmp_wav = Path(tmp_dir) / f"music{out.suffix}", Path(tmp_dir) / "music.wav"
+    try:
+        write_wav(tmp_wav, audio, sample_rate)
+        mux_audio(video, audio, sample_rate, tmp_video, duration=duration)
+        os.replace(tmp_wav, wav)
+        os.replace(tmp_video, out)
+    finally:
+        for leftover in (tmp_video, tmp_wav):
+            leftover.unlink(missing_ok=True)
+        os.rmdir(tmp_dir)
