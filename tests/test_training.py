@@ -375,3 +375,19 @@ def test_the_encoder_learns_the_video_music_relation(tmp_path, tiny_bundle):
     assert after["conditioning_gain"] > 0.2 and test["conditioning_gain"] > 0.1
     assert test["loss"] < before["loss"] - 0.5
     assert test["loss"] < test["null_loss"], "the video helps compared with no video at all"
+
+
+@pytest.mark.slow
+def test_accelerate_launch_with_two_processes(tmp_path, tiny_bundle, clips12):
+    """Several devices go through accelerate, with no code path of our own: two CPU processes here."""
+    config = tiny_config(tmp_path, tiny_bundle, clips12, max_steps=6, eval_every=3, save_every=3, batch_size=2)
+    accelerate = Path(sys.executable).parent / "accelerate"
+    result = subprocess.run([str(accelerate), "launch", "--num_processes", "2", "--num_machines", "1", "--cpu",
+                             "--mixed_precision", "no", "--dynamo_backend", "no",
+                             str(REPO / "code/training/training.py"), "--config", str(config), "--quiet"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "run"
+    assert (run / "model" / "model.safetensors").is_file()
+    assert max(r["step"] for r in metrics(run)) == 6
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best", "step-000003", "step-000006"]

@@ -117,14 +117,14 @@ class Trainer:
         data = self.config.data
         clips, skipped = find_clips(data)
         cache = FeatureCache(Path(data.cache_dir or self.out / "cache"), self.config.model, model.musicgen)
-        with self.accelerator.main_process_first():
+        with self.accelerator.main_process_first():  # the others then find everything cached and split
             ready, failed = prepare_features(clips, cache, model.frame_encoder, model.musicgen, self.config.model.fps,
                                              data.num_workers, self.show_progress and self.accelerator.is_main_process)
-        skipped += failed
-        if not ready:
-            reasons = "; ".join(f"{s.what}: {s.why}" for s in skipped[:3])
-            raise UserInputError(f"no usable clips in the dataset ({len(skipped)} skipped: {reasons})")
-        split, notes = load_or_make_split(self.out, [c.clip for c in ready], data)
+            skipped += failed
+            if not ready:
+                reasons = "; ".join(f"{s.what}: {s.why}" for s in skipped[:3])
+                raise UserInputError(f"no usable clips in the dataset ({len(skipped)} skipped: {reasons})")
+            split, notes = load_or_make_split(self.out, [c.clip for c in ready], data)
         for note in notes:
             self.log_line(note)
         by_id = {c.clip.id: c for c in ready}
