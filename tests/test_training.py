@@ -391,3 +391,16 @@ def test_accelerate_launch_with_two_processes(tmp_path, tiny_bundle, clips12):
     assert (run / "model" / "model.safetensors").is_file()
     assert max(r["step"] for r in metrics(run)) == 6
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best", "step-000003", "step-000006"]
+
+
+def test_manifest_with_captions_trains(tmp_path, tiny_bundle, clips12):
+    """Captions are embedded by MusicGen's T5 and joined with the video tokens, per clip."""
+    manifest = tmp_path / "pairs.jsonl"
+    rows = [{"video": str(v), "caption": "calm piano" if i % 2 else ""} for i, v in enumerate(sorted(clips12.glob("*.mp4")))]
+    manifest.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    config = tiny_config(tmp_path, tiny_bundle, clips12, max_steps=3, eval_every=3)
+    text = yaml.safe_load(config.read_text())
+    text["data"].update(layout="manifest", manifest=str(manifest), videos=None)
+    config.write_text(yaml.safe_dump(text))
+    assert training_main("--config", config) == 0
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
