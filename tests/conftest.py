@@ -41,6 +41,22 @@ def clip_3s(tmp_path_factory) -> Path:
     return Path(write_test_video(path, duration=3.0, fps=10, size=(64, 48)))
 
 
+def streams(path) -> list[tuple[str, str]]:
+    """(type, codec) of each stream of a media file."""
+    import av
+
+    with av.open(str(path)) as container:
+        return [(s.type, s.codec_context.name) for s in container.streams]
+
+
+def video_packets(path) -> list[bytes]:
+    """The video stream's packets: equal lists prove a stream copy (no re-encoding)."""
+    import av
+
+    with av.open(str(path)) as container:
+        return [bytes(p) for p in container.demux(video=0) if p.size]
+
+
 def run_script(script: str, *args, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run one of the repo's scripts the way a user does, from ``cwd`` (default: the repo)."""
     return subprocess.run([PYTHON, str(REPO / script) if cwd is None else script, *map(str, args)],

@@ -19,12 +19,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import PYTHON, REPO, run_script
+from conftest import PYTHON, REPO, run_script, streams, video_packets
 from video_bgm import app_support, media
 from video_bgm.app_support import Limits, ModelCache, ModelList, OutputStore
 from video_bgm.config import GenerationParams
@@ -305,16 +304,6 @@ def predict(client, video, **kwargs):
     from gradio_client import handle_file
 
     return client.predict(handle_file(str(video)), api_name="/generate", **kwargs)
-
-
-def streams(path):
-    with av.open(str(path)) as container:
-        return [(s.type, s.codec_context.name) for s in container.streams]
-
-
-def video_packets(path) -> list[bytes]:
-    with av.open(str(path)) as container:
-        return [bytes(p) for p in container.demux(video=0) if p.size]
 
 
 def video_path(value) -> str:

@@ -6,12 +6,11 @@ import importlib.util
 import shutil
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import REPO, run_script
+from conftest import REPO, run_script, streams, video_packets
 from video_bgm import media
 from video_bgm.cli import run
 from video_bgm.synthetic import write_test_audio, write_test_video
@@ -30,16 +29,6 @@ def generate(*argv) -> tuple[int, str, str]:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exit_info:
         run(lambda: generate_cli.main([str(a) for a in argv]), "generate.py")
     return exit_info.value.code, out.getvalue(), err.getvalue()
-
-
-def streams(path):
-    with av.open(str(path)) as container:
-        return [(s.type, s.codec_context.name) for s in container.streams]
-
-
-def video_packets(path) -> list[bytes]:
-    with av.open(str(path)) as container:
-        return [bytes(p) for p in container.demux(video=0) if p.size]
 
 
 def audio_seconds(path) -> float:
