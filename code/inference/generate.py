@@ -5,16 +5,16 @@
 
 writes clip_music.mp4 (the original video stream, copied, with the new music as its only
 audio track, exactly as long as the video) and clip_music.wav. MODEL is a model folder
-(config.json + model.safetensors) or a Hugging Face Hub repo id.
+(ours, or a thesis checkpoint folder), a Hugging Face Hub repo id (with --subfolder and
+--revision), or a checkpoint name such as nature_small (see download_models.py --list);
+without --model, the thesis's nature_small checkpoint (downloaded on first use).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
-from video_bgm import media
+from video_bgm import hub, media
 from video_bgm.cli import ArgumentParser, StageProgress, run
 from video_bgm.config import GenerationParams
 from video_bgm.errors import UserInputError
@@ -26,7 +26,11 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm")
 def parse_args(argv=None):
     p = ArgumentParser(prog="generate.py", description=__doc__.split("\n\n")[0])
     p.add_argument("video", help="input video (any container/codec FFmpeg reads)")
-    p.add_argument("--model", required=True, help="model folder or Hugging Face Hub repo id")
+    p.add_argument("--model", default=None,
+                   help=f"model folder, hub repo id or checkpoint name (default: {hub.DEFAULT_MODEL}, from the hub)")
+    p.add_argument("--subfolder", default=None, help="folder inside the hub repo (e.g. models_frozen_decoder/symmv_medium)")
+    p.add_argument("--revision", default=None, help="hub branch, tag or commit (default: main)")
+    p.add_argument("--musicgen", default=None, help="MusicGen to use instead of the one the model names (hub id or folder)")
     p.add_argument("--out", required=True, help=f"output video ({', '.join(VIDEO_SUFFIXES)}); the WAV goes beside it")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: random; the seed used is printed)")
     p.add_argument("--guidance-scale", type=float, default=3.0, help="classifier-free guidance (1: off; default 3)")
@@ -55,32 +59,19 @@ def main(argv=None) -> int:
     if not out.parent.is_dir():
         raise UserInputError(f"--out {out}: folder {out.parent} does not exist")
     info = media.probe_video(args.video)  # bad input fails here, before any model loads
-    model = VideoBGM.from_pretrained(args.model, device=args.device)
+    if args.model is None and (args.subfolder or args.revision):
+        raise UserInputError("--subfolder and --revision need --model (a hub repo id)")
+    model = VideoBGM.from_pretrained(args.model or hub.DEFAULT_MODEL, device=args.device, musicgen=args.musicgen,
+                                     subfolder=args.subfolder, revision=args.revision)
 
     progress = StageProgress(disable=args.quiet)
     try:
         result = model.generate(args.video, params, progress=progress, info=info)
     finally:
         progress.close()
-    write_outputs(args.video, result.audio, result.sample_rate, out, info.duration)
+    media.write_outputs(args.video, result.audio, result.sample_rate, out, info.duration)
     print(f"wrote {out} and {out.with_suffix('.wav')} ({result.duration:.2f} s of music, seed {result.seed})")
     return 0
-
-
-def write_outputs(video, audio, sample_rate: int, out: Path, duration: float) -> None:
-    """Write OUT and OUT.wav under temporary names, then rename both: never half-written."""
-    wav = out.with_suffix(".wav")
-    tmp_dir = tempfile.mkdtemp(prefix=f".{out.stem}.", dir=out.parent)
-    tmp_video, tmp_wav = Path(tmp_dir) / f"music{out.suffix}", Path(tmp_dir) / "music.wav"
-    try:
-        media.write_wav(tmp_wav, audio, sample_rate)
-        media.mux_audio(video, audio, sample_rate, tmp_video, duration=duration)
-        os.replace(tmp_wav, wav)
-        os.replace(tmp_video, out)
-    finally:
-        for leftover in (tmp_video, tmp_wav):
-            leftover.unlink(missing_ok=True)
-        os.rmdir(tmp_dir)
 
 
 if __name__ == "__main__":

@@ -116,7 +116,16 @@ class VideoModelConfig:
     musicgen_revision: str | None = None
     frame_encoder: FrameEncoderConfig = field(default_factory=FrameEncoderConfig)
     fps: float = 1.0                  # frames sampled per second of video
+    # 0: one frame every 1/fps s of the clip, however many. N > 0: the temporal transformer always
+    # gets exactly N positions, the regime it was trained in (the thesis: 30 at 1 fps); see frame_window.py.
+    num_frames: int = 0
+    # With num_frames: how a clip shorter than num_frames / fps fills the N positions.
+    # "hold_last": its last frame repeats (a picture that stands still); "mask": padding, masked out.
+    short_clips: typing.Literal["hold_last", "mask"] = "hold_last"
     temporal: TemporalConfig = field(default_factory=TemporalConfig)
+    # A PEFT LoRA adapter folder applied to MusicGen's decoder (the thesis's PEFT models), relative
+    # to the model folder; None: MusicGen as published.
+    musicgen_adapter: str | None = None
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
 
@@ -127,6 +136,10 @@ class VideoModelConfig:
             raise ValueError(f"format_version: {self.format_version} is newer than this code ({FORMAT_VERSION}); upgrade video-to-music")
         if not self.fps > 0:
             raise ValueError(f"fps: must be positive, got {self.fps}")
+        if self.num_frames < 0:
+            raise ValueError(f"num_frames: must be >= 0, got {self.num_frames}")
+        if self.num_frames > self.temporal.max_positions:
+            raise ValueError(f"num_frames: {self.num_frames} exceeds temporal.max_positions {self.temporal.max_positions}")
         self.temporal.validate()
 
     def to_dict(self) -> dict:

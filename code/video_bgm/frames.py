@@ -107,7 +107,14 @@ class ResNet50FrameEncoder(FrameEncoder):
         self.model.fc = nn.Identity()
         if state_dict is not None:
             self.model.load_state_dict(state_dict)
+        # torchvision's own preset, as the thesis applied it: its uint8 resize rounds differently
+        # from transforms.v2's (by up to one level), which moves the features by ~1e-3.
+        self.preset = ResNet50_Weights.IMAGENET1K_V2.transforms()
         self.freeze()
+
+    def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 [T, H, W, 3] -> float pixels [T, 3, 224, 224] (resize 232, centre crop, ImageNet mean/std)."""
+        return self.preset(frames.to(self.device).permute(0, 3, 1, 2))
 
     def embed(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.model(pixels)

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import secrets
@@ -17,18 +16,19 @@ from typing import Callable
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
-from . import media
-from .config import GenerationParams, VideoModelConfig, from_dict
+from . import frame_window, hub, media, model_card, thesis
+from .config import GenerationParams, VideoModelConfig
 from .errors import ModelError, UserInputError
 from .frames import FrameEncoder, build_frame_encoder
+from .lora import LoraAdapter
+from .model_folder import CONFIG_NAME, WEIGHTS_NAME, ModelParts, read_config, read_parts, read_weights, write_parts
 from .musicgen import MusicGen
 from .refs import first_line, resolve_reference
 from .temporal import TemporalTransformer
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
+__all__ = ["VideoBGM", "Generation", "check_dimensions", "locate_model", "read_config", "read_weights",
+           "resolve_device", "limit_peak", "CONFIG_NAME", "WEIGHTS_NAME"]
 MAX_SECONDS = 30.0  # MusicGen's training window; longer videos need windowed generation
 
 # (stage, done, total): stages are "frames", "encoding", "generating", "decoding".
@@ -57,58 +57,99 @@ class Generation:
 
 
 class VideoBGM:
-    """Frozen frame encoder + trainable temporal transformer + frozen MusicGen."""
+    """Frozen frame encoder + trainable temporal transformer + frozen MusicGen.
+
+    ``adapter``: a LoRA adapter already merged into ``musicgen``'s decoder (kept to be saved again);
+    ``info``: provenance for the model card (``source``, ``training``, ``metrics``).
+    """
 
     def __init__(self, config: VideoModelConfig, frame_encoder: FrameEncoder,
-                 temporal: TemporalTransformer, musicgen: MusicGen):
+                 temporal: TemporalTransformer, musicgen: MusicGen,
+                 adapter: LoraAdapter | None = None, info: dict | None = None):
         self.config = config
         self.frame_encoder = frame_encoder
         self.temporal = temporal
         self.musicgen = musicgen
+        self.adapter = adapter
+        self.info = dict(info or {})
         check_dimensions(config, frame_encoder, musicgen)
 
     # --- loading and saving ------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, ref: str | os.PathLike, device: str | torch.device = "auto",
-                        musicgen: str | None = None) -> "VideoBGM":
-        """Load a model folder; ``musicgen`` overrides the MusicGen its config names."""
+                        musicgen: str | None = None, *, subfolder: str | None = None,
+                        revision: str | None = None) -> "VideoBGM":
+        """Load a model: a folder (ours, or a thesis folder with configuration.yml + lm_final.pt), a hub
+        repo id (with ``subfolder`` and ``revision``), or a checkpoint name such as ``nature_small``.
+
+        ``musicgen`` (a hub id or folder) overrides the MusicGen the model names.
+        """
         device = resolve_device(device) if isinstance(device, str) else device
-        folder = locate_model(ref)
-        config = read_config(folder)
+        folder = locate_model(ref, subfolder=subfolder, revision=revision)
+        override = resolve_reference(musicgen, None, "--musicgen") if musicgen else None
+        if thesis.is_thesis_folder(folder):
+            parts = thesis.read_checkpoint(folder, musicgen=override)
+            files = (thesis.WEIGHTS_FILE, thesis.CONFIG_FILE)
+        else:
+            parts = read_parts(folder)
+            files = (WEIGHTS_NAME, CONFIG_NAME)
+        config = parts.config
         # Paths relative to the folder become absolute, so the model can be saved elsewhere.
-        config.musicgen = resolve_reference(musicgen, None, "--musicgen") if musicgen else \
-            resolve_reference(config.musicgen, folder, f"musicgen in {folder / CONFIG_NAME}")
-        if musicgen:
-            config.musicgen_revision = None
+        if override:
+            config.musicgen, config.musicgen_revision = override, None
+        else:
+            config.musicgen = resolve_reference(config.musicgen, folder, f"musicgen in {folder / CONFIG_NAME}")
         if config.frame_encoder.kind == "clip":
             config.frame_encoder.name = resolve_reference(config.frame_encoder.name, folder,
                                                           f"frame_encoder.name in {folder / CONFIG_NAME}")
-        state = read_weights(folder)
-        frame_state = {k[len("frame_encoder."):]: v for k, v in state.items() if k.startswith("frame_encoder.")}
-        temporal_state = {k[len("temporal."):]: v for k, v in state.items() if k.startswith("temporal.")}
+            _require_cached(config.frame_encoder.name, config.frame_encoder.revision, "the CLIP frame encoder")
 
-        frame_encoder = build_frame_encoder(config.frame_encoder, folder, frame_state).to(device)
+        frame_encoder = build_frame_encoder(config.frame_encoder, folder, parts.frame_state).to(device)
+        _require_cached(config.musicgen, config.musicgen_revision, "MusicGen")
         mg = MusicGen.from_pretrained(config.musicgen, config.musicgen_revision, device)
         check_dimensions(config, frame_encoder, mg, where=folder)
+        if parts.adapter is not None:
+            try:
+                parts.adapter.apply(mg)
+            except RuntimeError as err:  # peft's shape errors
+                raise ModelError(parts.adapter.source, f"cannot apply the adapter to {mg.name} ({first_line(err)})") from None
         temporal = TemporalTransformer(config.temporal)
         try:
-            temporal.load_state_dict(temporal_state)
+            temporal.load_state_dict(parts.temporal_state)
         except RuntimeError as err:
-            raise ModelError(folder, f"{WEIGHTS_NAME} does not match {CONFIG_NAME}: {_summarise_load_error(err)}") from None
-        return cls(config, frame_encoder, temporal.to(device).eval(), mg)
+            raise ModelError(folder, f"{files[0]} does not match {files[1]}: {_summarise_load_error(err)}") from None
+        return cls(config, frame_encoder, temporal.to(device).eval(), mg, adapter=parts.adapter, info=parts.info)
 
-    def save_pretrained(self, folder: str | os.PathLike) -> Path:
+    def parts(self) -> ModelParts:
+        """The model as saved: config, weights, adapter, provenance."""
+        frame_state = self.frame_encoder.model.state_dict() if self.config.frame_encoder.name == "bundled" else {}
+        return ModelParts(self.config, self.temporal.state_dict(), frame_state, self.adapter, self.info)
+
+    def save_pretrained(self, folder: str | os.PathLike, model_card: bool = False) -> Path:
         """Write ``config.json`` and ``model.safetensors`` (the temporal transformer, plus the frame
-        encoder's weights when they are bundled); each file appears whole or not at all."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        state = {f"temporal.{k}": v.detach().cpu().contiguous() for k, v in self.temporal.state_dict().items()}
-        if self.config.frame_encoder.name == "bundled":
-            state.update({f"frame_encoder.{k}": v.detach().cpu().contiguous()
-                          for k, v in self.frame_encoder.model.state_dict().items()})
-        _atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
-        _atomic_write(folder / CONFIG_NAME, lambda tmp: Path(tmp).write_text(_config_json(self.config)))
-        return folder
+        encoder's weights when they are bundled), ``musicgen_adapter/`` when the model has one, and
+        with ``model_card`` a README.md; each file appears whole or not at all."""
+        card = render_card(self) if model_card else None
+        return write_parts(folder, self.parts(), card)
+
+    def push_to_hub(self, repo_id: str, *, subfolder: str | None = None, revision: str | None = None,
+                    private: bool | None = None, token: str | None = None,
+                    commit_message: str = "Upload video-to-music model") -> str:
+        """Upload the model with a generated model card to ``repo_id`` (created if missing).
+
+        The frozen models must be named by hub id: a local path in config.json would not resolve
+        for anyone downloading the model. Returns the commit's URL.
+        """
+        local = [f"{what} {ref}" for what, ref in (("musicgen", self.config.musicgen),
+                 ("frame_encoder.name", self.config.frame_encoder.name if self.config.frame_encoder.kind == "clip" else None))
+                 if ref and Path(ref).expanduser().exists()]
+        if local:
+            raise ModelError(repo_id, f"config.json names a local path ({local[0]}), which nobody downloading the model "
+                                      "has; set it to a hub id before pushing")
+        with tempfile.TemporaryDirectory(prefix="video-bgm-push-") as tmp:
+            self.save_pretrained(tmp, model_card=True)
+            return hub.push_folder(Path(tmp), repo_id, subfolder=subfolder, revision=revision, private=private,
+                                   token=token, commit_message=commit_message)
 
     # --- properties --------------------------------------------------------------------------
     @property
@@ -155,12 +196,13 @@ class VideoBGM:
         seed = params.seed if params.seed is not None else secrets.randbelow(2**31)
 
         report("frames", 0, 1)
-        frames, _ = media.sample_frames(video, self.config.fps, info=info, duration=min(duration, info.duration))
+        seconds = min(duration, info.duration)
+        frames, _ = media.sample_frames(video, frame_window.sampling_rate(self.config, seconds), info=info,
+                                        duration=seconds)
         report("frames", 1, 1)
         report("encoding", 0, 1)
-        features = self.frame_encoder.encode(frames)[None]  # (1, T, F)
-        condition, mask = self.condition(features, torch.ones(features.shape[:2], dtype=torch.bool, device=self.device),
-                                         params.prompt)
+        features, frame_mask = frame_window.fit(self.frame_encoder.encode(frames), self.config)  # (T, F), (T,)
+        condition, mask = self.condition(features[None], frame_mask[None], params.prompt)
         report("encoding", 1, 1)
 
         num_frames = math.ceil(duration * self.musicgen.frame_rate)
@@ -196,60 +238,28 @@ def check_dimensions(config: VideoModelConfig, frame_encoder: FrameEncoder, musi
                                 f"but {musicgen.name}'s {what} is {expected}")
 
 
-def locate_model(ref: str | os.PathLike) -> Path:
-    """A model folder on disk, or a hub repo id downloaded into the Hugging Face cache."""
-    path = Path(ref).expanduser()
-    if path.is_dir():
-        if not (path / CONFIG_NAME).is_file():
-            raise ModelError(path, f"not a model folder (no {CONFIG_NAME})")
-        return path.resolve()
-    if path.exists() or str(ref).startswith((".", "/", "~")) or str(ref).count("/") != 1:
-        raise ModelError(ref, "no such model folder")
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(str(ref)))
-    except Exception as err:  # network, auth, missing repo: all one line for the user
-        raise ModelError(ref, f"cannot download from the Hugging Face Hub ({first_line(err)})") from None
+def locate_model(ref: str | os.PathLike, subfolder: str | None = None, revision: str | None = None) -> Path:
+    """A model folder on disk, or a hub model (repo id, subfolder, revision) in the Hugging Face cache."""
+    folder = hub.locate(ref, subfolder=subfolder, revision=revision)
+    if not (folder / CONFIG_NAME).is_file() and not thesis.is_thesis_folder(folder):
+        raise ModelError(folder, f"not a model folder (no {CONFIG_NAME}), nor a thesis checkpoint (no {thesis.CONFIG_FILE})")
+    return folder
 
 
-def read_config(folder: Path) -> VideoModelConfig:
-    try:
-        config = from_dict(VideoModelConfig, json.loads((folder / CONFIG_NAME).read_text()))
-        config.validate()
-    except json.JSONDecodeError as err:
-        raise ModelError(folder, f"{CONFIG_NAME} is not valid JSON ({err})") from None
-    except ValueError as err:
-        raise ModelError(folder, f"{CONFIG_NAME}: {err}") from None
-    return config
+def render_card(model: VideoBGM) -> str:
+    name = Path(str(model.info.get("source") or "video-to-music model")).name
+    return model_card.render(model.config, model.info, model.adapter, name=name)
 
 
-def read_weights(folder: Path) -> dict[str, torch.Tensor]:
-    path = folder / WEIGHTS_NAME
-    if not path.is_file():
-        raise ModelError(folder, f"missing {WEIGHTS_NAME}")
-    try:
-        return load_file(path)
-    except Exception as err:  # safetensors raises its own error types for truncated files
-        raise ModelError(folder, f"{WEIGHTS_NAME} cannot be read ({first_line(err)})") from None
+def _require_cached(ref: str, revision: str | None, what: str) -> None:
+    """Offline, a frozen model missing from the cache is one line naming the command that fetches it."""
+    if Path(ref).expanduser().exists() or not hub.looks_like_repo_id(ref) or not hub.is_offline():
+        return
+    if not hub.is_cached(ref, revision):
+        raise ModelError(ref, f"{what} is not in the Hugging Face cache, and HF_HUB_OFFLINE=1 keeps the hub out of "
+                              f"reach; fetch it once with internet: {hub.FETCH_SCRIPT} {ref}")
 
 
 def _summarise_load_error(err: RuntimeError) -> str:
     lines = [line.strip() for line in str(err).splitlines()[1:] if line.strip()]
     return "; ".join(lines)[:300] or first_line(err)
-
-
-def _config_json(config: VideoModelConfig) -> str:
-    return json.dumps(config.to_dict(), indent=2) + "\n"
-
-
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Write through ``write(tmp_path)`` then rename, so ``path`` is never half-written."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -1,0 +1,38 @@
+#!/usr/bin/env python
+"""Convert a thesis checkpoint folder into our model format.
+
+    python code/tools/convert_thesis_checkpoint.py THESIS_FOLDER OUT_FOLDER [--musicgen REF]
+
+THESIS_FOLDER holds configuration.yml and lm_final.pt (and musicgen_peft_final/ for the PEFT
+models); OUT_FOLDER gets config.json, model.safetensors (ResNet-50 + temporal transformer),
+musicgen_adapter/ (the LoRA adapter in transformers' naming) and a model card. lm_final.pt is
+read as tensors only (never unpickling code), and no pickle file is needed afterwards.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from video_bgm import thesis
+from video_bgm.cli import ArgumentParser, run
+from video_bgm.errors import UserInputError
+from video_bgm.refs import resolve_reference
+
+
+def main(argv=None) -> int:
+    p = ArgumentParser(prog="convert_thesis_checkpoint.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("folder", help="thesis checkpoint folder (configuration.yml + lm_final.pt)")
+    p.add_argument("out", help="output model folder (created)")
+    p.add_argument("--musicgen", default=None, help="name this MusicGen (hub id or folder) instead of the one in configuration.yml")
+    args = p.parse_args(argv)
+    folder = Path(args.folder)
+    if not thesis.is_thesis_folder(folder):
+        raise UserInputError(f"{folder}: not a thesis checkpoint folder (no {thesis.CONFIG_FILE})")
+    musicgen = resolve_reference(args.musicgen, None, "--musicgen") if args.musicgen else None
+    out = thesis.convert(folder, Path(args.out), musicgen=musicgen)
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    run(main, "convert_thesis_checkpoint.py")

@@ -1,0 +1,239 @@
+"""Model references and the Hugging Face Hub: what a ``--model`` names, downloads, uploads, offline errors.
+
+A reference is one of
+- a local folder (our format, or a thesis folder: ``configuration.yml`` + ``lm_final.pt``);
+- a hub repo id ``owner/name``, optionally with a ``subfolder`` inside the repo and a ``revision``
+  (branch, tag or commit);
+- a name from :data:`CATALOG` (``nature_small``, ``symmv_large_peft``, ...): the thesis's published
+  checkpoints in :data:`THESIS_REPO`.
+
+Downloads go through ``huggingface_hub.snapshot_download`` into the Hugging Face cache (resumable,
+with progress bars, only the subfolder's files). Without the hub (``HF_HUB_OFFLINE=1`` or no
+network) a model that is not cached is one line naming it and the command that fetches it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ModelError
+from .refs import first_line
+
+THESIS_REPO = "schnik/video-background-music-generation"
+DEFAULT_MODEL = "nature_small"  # what generate.py uses without --model
+FETCH_SCRIPT = "python code/tools/download_models.py"
+EXAMPLE_VIDEOS = tuple(f"{d}_{i}" for d in "ns" for i in range(1, 9))  # videos/originals/{name}.mp4
+
+_GB = 10**9
+# Published sizes (thesis-checkpoints.md): lm_final.pt is ~1.35 GB when it holds the video model
+# alone; the large ones are ~14.7 GB. Medium's is estimated from its architecture (~1.35 GB).
+# The PEFT adapters add r=16 LoRA on 4 Linear layers of each of the decoder's layers.
+_WEIGHT_BYTES = {"small": 1.35 * _GB, "medium": 1.35 * _GB, "large": 14.7 * _GB}
+_ADAPTER_BYTES = {"small": 22e6, "medium": 66e6, "large": 88e6}
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One of the thesis's published checkpoints."""
+
+    dataset: str   # "nature" or "symmv"
+    size: str      # MusicGen size: "small", "medium", "large"
+    peft: bool     # with a LoRA adapter on MusicGen's decoder
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset}_{self.size}" + ("_peft" if self.peft else "")
+
+    @property
+    def subfolder(self) -> str:
+        return f"models_{'peft' if self.peft else 'frozen_decoder'}/{self.dataset}_{self.size}"
+
+    @property
+    def musicgen(self) -> str:
+        return f"facebook/musicgen-stereo-{self.size}"
+
+    @property
+    def approx_bytes(self) -> float:
+        return _WEIGHT_BYTES[self.size] + (_ADAPTER_BYTES[self.size] if self.peft else 0)
+
+
+CATALOG: dict[str, CatalogEntry] = {
+    e.name: e for e in (CatalogEntry(d, s, p) for p in (False, True) for d in ("nature", "symmv")
+                        for s in ("small", "medium", "large"))
+}
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A parsed reference: ``path`` for a local folder, else ``repo_id`` (+ ``subfolder``, ``revision``)."""
+
+    path: Path | None = None
+    repo_id: str | None = None
+    subfolder: str | None = None
+    revision: str | None = None
+
+    def __str__(self) -> str:
+        if self.path is not None:
+            return str(self.path)
+        text = self.repo_id + (f"/{self.subfolder}" if self.subfolder else "")
+        return text + (f"@{self.revision}" if self.revision else "")
+
+    @property
+    def catalog_name(self) -> str | None:
+        if self.repo_id == THESIS_REPO:
+            for entry in CATALOG.values():
+                if entry.subfolder == self.subfolder:
+                    return entry.name
+        return None
+
+    def fetch_command(self) -> str:
+        """The command that downloads this model (run with internet)."""
+        if self.catalog_name and not self.revision:
+            return f"{FETCH_SCRIPT} {self.catalog_name}"
+        return " ".join([FETCH_SCRIPT, self.repo_id]
+                        + (["--subfolder", self.subfolder] if self.subfolder else [])
+                        + (["--revision", self.revision] if self.revision else []))
+
+
+def looks_like_repo_id(ref: str) -> bool:
+    return ref.count("/") == 1 and not ref.startswith((".", "/", "~")) and all(ref.split("/"))
+
+
+def parse_reference(ref: str | os.PathLike, subfolder: str | None = None, revision: str | None = None) -> ModelRef:
+    """Tell a local folder from a hub repo id or a catalog name (a local folder wins)."""
+    text = os.fspath(ref)
+    subfolder = subfolder.strip("/") if subfolder else None
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if revision:
+            raise ModelError(path, "--revision applies to hub repos, not to local folders")
+        return ModelRef(path=(path / subfolder if subfolder else path).resolve())
+    if text in CATALOG:
+        if subfolder:
+            raise ModelError(text, "a checkpoint name already picks its subfolder; drop --subfolder")
+        return ModelRef(repo_id=THESIS_REPO, subfolder=CATALOG[text].subfolder, revision=revision)
+    if looks_like_repo_id(text) and not path.exists():
+        return ModelRef(repo_id=text, subfolder=subfolder, revision=revision)
+    raise ModelError(text, "no such model folder, and not a hub repo id (owner/name) nor a checkpoint name "
+                           f"({', '.join(CATALOG)})")
+
+
+def is_offline() -> bool:
+    from huggingface_hub import constants
+
+    return constants.is_offline_mode()
+
+
+def download(ref: ModelRef, allow_patterns: list[str] | None = None, ignore_patterns: list[str] | None = None) -> Path:
+    """The folder of a hub model in the Hugging Face cache, downloaded (only its subfolder) if needed."""
+    from huggingface_hub import snapshot_download
+
+    if ref.subfolder:
+        allow_patterns = [f"{ref.subfolder}/{p}" for p in (allow_patterns or ["*"])]
+    try:
+        root = Path(snapshot_download(ref.repo_id, revision=ref.revision, allow_patterns=allow_patterns,
+                                      ignore_patterns=ignore_patterns))
+    except Exception as err:  # the hub client's errors, network errors: one line each
+        raise hub_error(ref, err) from None
+    folder = root / ref.subfolder if ref.subfolder else root
+    if not folder.is_dir() or not any(folder.iterdir()):
+        if is_offline():
+            raise ModelError(ref, f"not in the Hugging Face cache, and HF_HUB_OFFLINE=1 keeps the hub out of reach; "
+                                  f"fetch it once with internet: {ref.fetch_command()}")
+        raise ModelError(ref, f"the repository has no folder {ref.subfolder!r}")
+    return folder
+
+
+def hub_error(ref: ModelRef | str, err: Exception) -> ModelError:
+    """A hub client exception as one line naming ``ref`` and what to do."""
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    fetch = ref.fetch_command() if isinstance(ref, ModelRef) else f"{FETCH_SCRIPT} {ref}"
+    if isinstance(err, LocalEntryNotFoundError):  # not cached, and the hub is out of reach
+        why = "HF_HUB_OFFLINE=1 keeps the hub out of reach" if is_offline() else "the hub cannot be reached"
+        return ModelError(ref, f"not in the Hugging Face cache, and {why}; fetch it once with internet: {fetch}")
+    if isinstance(err, GatedRepoError):
+        return ModelError(ref, "a gated repository: accept its terms on the hub, then log in with `hf auth login`")
+    if isinstance(err, RevisionNotFoundError):
+        return ModelError(ref, "no such revision (branch, tag or commit) in the repository")
+    if isinstance(err, RepositoryNotFoundError):
+        return ModelError(ref, "no such repository on the Hugging Face Hub (a private one needs `hf auth login`)")
+    return ModelError(ref, f"cannot download from the Hugging Face Hub ({first_line(err)})")
+
+
+def locate(ref: str | os.PathLike, subfolder: str | None = None, revision: str | None = None) -> Path:
+    """The local folder a reference names, downloading a hub model into the Hugging Face cache."""
+    parsed = parse_reference(ref, subfolder, revision)
+    if parsed.path is not None:
+        if not parsed.path.is_dir():
+            raise ModelError(parsed.path, "no such model folder")
+        return parsed.path
+    return download(parsed)
+
+
+def is_cached(repo_id: str, revision: str | None = None, filename: str = "config.json") -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, filename, revision=revision), str)
+
+
+def prefetch(repo_id: str, revision: str | None = None) -> Path:
+    """Download a frozen model (MusicGen, CLIP) into the Hugging Face cache, weights in one format only."""
+    from huggingface_hub import HfApi
+
+    ref = ModelRef(repo_id=repo_id, revision=revision)
+    try:
+        files = HfApi().list_repo_files(repo_id, revision=revision)
+    except Exception as err:
+        raise hub_error(ref, err) from None
+    # transformers loads safetensors when present: skip the same weights in other formats.
+    ignore = ["*.bin", "*.pt", "*.pth", "*.msgpack", "*.h5", "*.ot"] if any(f.endswith(".safetensors") for f in files) else None
+    return download(ref, ignore_patterns=ignore)
+
+
+def folder_sizes(repo_id: str = THESIS_REPO, revision: str | None = None) -> dict[str, int]:
+    """Bytes under each top-two-level folder of a hub repo (``models_peft/nature_small``), from the hub."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.hf_api import RepoFile
+
+    sizes: dict[str, int] = {}
+    for item in HfApi().list_repo_tree(repo_id, recursive=True, revision=revision):
+        if isinstance(item, RepoFile):
+            folder = "/".join(item.path.split("/")[:2])
+            sizes[folder] = sizes.get(folder, 0) + item.size
+    return sizes
+
+
+def fetch_file(repo_id: str, filename: str, revision: str | None = None) -> Path:
+    """One file of a hub repo, from the Hugging Face cache (downloaded if needed)."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(repo_id, filename, revision=revision))
+    except Exception as err:
+        raise hub_error(ModelRef(repo_id=repo_id, revision=revision), err) from None
+
+
+def push_folder(folder: Path, repo_id: str, subfolder: str | None = None, revision: str | None = None,
+                private: bool | None = None, token: str | None = None,
+                commit_message: str = "Upload video-to-music model") -> str:
+    """Upload a model folder to ``repo_id`` (created if missing); returns the commit's URL."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        if revision:
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), path_in_repo=subfolder or None,
+                                 revision=revision, commit_message=commit_message)
+    except Exception as err:
+        raise ModelError(repo_id, f"cannot upload to the Hugging Face Hub ({first_line(err)})") from None
+    return str(getattr(info, "commit_url", info))
