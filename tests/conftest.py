@@ -41,6 +41,29 @@ def clip_3s(tmp_path_factory) -> Path:
     return Path(write_test_video(path, duration=3.0, fps=10, size=(64, 48)))
 
 
+def load_script(relative: str):
+    """One of the repo's scripts imported as a module: its ``main(argv)`` is the command line."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"{Path(relative).stem}_script", REPO / relative)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def call_main(module, prog: str, *argv) -> tuple[int, str, str]:
+    """Run a script's main in-process as its command line does: (exit code, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from video_bgm.cli import run
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exit_info:
+        run(lambda: module.main([str(a) for a in argv]), prog)
+    return exit_info.value.code, out.getvalue(), err.getvalue()
+
+
 def streams(path) -> list[tuple[str, str]]:
     """(type, codec) of each stream of a media file."""
     import av

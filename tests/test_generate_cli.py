@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
@@ -10,25 +9,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import REPO, run_script, streams, video_packets
+from conftest import REPO, call_main, load_script, run_script, streams, video_packets
 from video_bgm import media
-from video_bgm.cli import run
 from video_bgm.synthetic import write_test_audio, write_test_video
 
-_spec = importlib.util.spec_from_file_location("generate_cli", REPO / "code/inference/generate.py")
-generate_cli = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(generate_cli)
+generate_cli = load_script("code/inference/generate.py")
 
 
 def generate(*argv) -> tuple[int, str, str]:
-    """Run generate.py's main in-process as the command line does; returns (exit code, stdout, stderr)."""
-    import contextlib
-    import io
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exit_info:
-        run(lambda: generate_cli.main([str(a) for a in argv]), "generate.py")
-    return exit_info.value.code, out.getvalue(), err.getvalue()
+    return call_main(generate_cli, "generate.py", *argv)
 
 
 def audio_seconds(path) -> float:

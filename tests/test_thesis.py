@@ -7,9 +7,6 @@ MusicGen stands in for facebook/musicgen-stereo-* (passed with --musicgen, as a 
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
-import io
 import json
 from pathlib import Path
 
@@ -20,7 +17,7 @@ import torch
 import yaml
 from transformers import MusicgenForConditionalGeneration
 
-from conftest import REPO, run_script
+from conftest import call_main, load_script, run_script
 from thesis_reference import (
     merge_reference_lora,
     random_thesis_model,
@@ -29,7 +26,6 @@ from thesis_reference import (
     write_thesis_folder,
 )
 from video_bgm import frame_window
-from video_bgm.cli import run
 from video_bgm.config import VideoModelConfig
 from video_bgm.errors import ModelError
 from video_bgm.pipeline import VideoBGM
@@ -37,16 +33,11 @@ from video_bgm.pipeline import VideoBGM
 DECODER_WIDTH = 64  # the tiny MusicGen's
 PUBLISHED_MUSICGEN = "facebook/musicgen-stereo-small"
 
-_spec = importlib.util.spec_from_file_location("generate_cli_thesis", REPO / "code/inference/generate.py")
-generate_cli = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(generate_cli)
+generate_cli = load_script("code/inference/generate.py")
 
 
 def generate(*argv) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exit_info:
-        run(lambda: generate_cli.main([str(a) for a in argv]), "generate.py")
-    return exit_info.value.code, out.getvalue(), err.getvalue()
+    return call_main(generate_cli, "generate.py", *argv)
 
 
 @pytest.fixture(scope="module")

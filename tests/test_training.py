@@ -17,7 +17,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from conftest import REPO, run_script
+from conftest import REPO, load_script, run_script
 from video_bgm import media
 from video_bgm.errors import UserInputError
 from video_bgm.random_models import tiny_temporal_config
@@ -59,15 +59,15 @@ def tiny_config(tmp: Path, bundle: dict, videos: Path, **train) -> Path:
     return path
 
 
-def training_main(*argv) -> int:
-    from video_bgm.cli import run
-    import importlib.util
+training_cli = load_script("code/training/training.py")
 
-    spec = importlib.util.spec_from_file_location("training_cli", REPO / "code/training/training.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+
+def training_main(*argv) -> int:
+    """training.py's main in-process, as its command line runs it; output goes to capsys."""
+    from video_bgm.cli import run
+
     with pytest.raises(SystemExit) as exit_info:
-        run(lambda: module.main([str(a) for a in argv] + ["--quiet"]), "training.py")
+        run(lambda: training_cli.main([str(a) for a in argv] + ["--quiet"]), "training.py")
     return exit_info.value.code
 
 
