@@ -33,6 +33,14 @@ def tiny_model(tiny_bundle):
 
 
 @pytest.fixture(scope="session")
+def tiny_clap(tmp_path_factory) -> Path:
+    """A tiny random CLAP folder (model, 48 kHz feature extractor with 2 s windows, tokenizer)."""
+    from video_bgm.random_models import save_clap
+
+    return save_clap(tmp_path_factory.mktemp("clap") / "clap")
+
+
+@pytest.fixture(scope="session")
 def clip_3s(tmp_path_factory) -> Path:
     """A 3 s 64x48 H.264 clip at 10 fps with a stereo AAC track."""
     from video_bgm.synthetic import write_test_video

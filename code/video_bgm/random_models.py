@@ -166,6 +166,36 @@ def save_clip(path, size: str = "tiny", seed: int = 0) -> Path:
     return path
 
 
+def clap_config(size: str = "tiny"):
+    """A CLAP config: ``"tiny"`` for tests (HTSAT and RoBERTa towers a few thousand weights each)."""
+    from transformers import ClapConfig
+
+    if size != "tiny":
+        raise ValueError("only a tiny CLAP is built locally; real ones load by hub id (laion/clap-htsat-unfused)")
+    audio = dict(spec_size=64, num_mel_bins=16, window_size=4, depths=[1, 1], num_attention_heads=[2, 2],
+                 patch_embeds_hidden_size=16, hidden_size=32, projection_dim=24, patch_size=4, patch_stride=[4, 4])
+    text = dict(vocab_size=128, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                max_position_embeddings=64, projection_dim=24, pad_token_id=0)
+    return ClapConfig(text_config=text, audio_config=audio, projection_dim=24)
+
+
+def save_clap(path, seed: int = 0, max_length_s: int = 2) -> Path:
+    """Write a random CLAP folder (model, feature extractor at CLAP's 48 kHz, tokenizer) that
+    ``ClapModel``/``AutoFeatureExtractor``/``AutoTokenizer.from_pretrained`` load offline.
+
+    ``max_length_s``: the feature extractor's window (10 s for the published CLAPs; short here so
+    that test audio spans several windows)."""
+    from transformers import ClapFeatureExtractor, ClapModel
+
+    path = Path(path)
+    torch.manual_seed(seed)
+    ClapModel(clap_config()).eval().save_pretrained(path)
+    ClapFeatureExtractor(feature_size=16, sampling_rate=48000, hop_length=480, max_length_s=max_length_s,
+                         truncation="rand_trunc", padding="repeatpad").save_pretrained(path)
+    tiny_tokenizer().save_pretrained(path)
+    return path
+
+
 def tiny_temporal_config(output_space: str = "t5") -> TemporalConfig:
     """A small temporal transformer that fits the tiny CLIP (24-d) and tiny MusicGen (T5 32-d, decoder 64-d)."""
     return TemporalConfig(feature_dim=24, d_model=32, num_layers=2, num_heads=4, ff_dim=64, dropout=0.1,

@@ -53,7 +53,7 @@ def file_digest(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def _settings_key(settings: dict) -> str:
+def settings_key(settings: dict) -> str:
     """A short folder name for a set of settings, with the settings written beside it."""
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -75,7 +75,7 @@ class FeatureCache:
 
     @staticmethod
     def _folder(parent: Path, settings: dict) -> Path:
-        folder = parent / _settings_key(settings)
+        folder = parent / settings_key(settings)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "settings.json").write_text(json.dumps(settings, indent=1) + "\n")
         return folder
@@ -156,10 +156,10 @@ def _finish(future, clip: Clip, paths: tuple[Path, Path], frame_encoder: FrameEn
         return
     if frames is not None:
         features = frame_encoder.encode(frames).to(torch.float16).cpu()
-        _save_atomic({"features": features.contiguous()}, frames_path)
+        save_atomic({"features": features.contiguous()}, frames_path)
     if audio is not None:
         codes = encode_music(musicgen, torch.from_numpy(audio))
-        _save_atomic({"codes": codes.to(torch.int16).cpu().contiguous()}, codes_path)
+        save_atomic({"codes": codes.to(torch.int16).cpu().contiguous()}, codes_path)
     ready.append(CachedClip(clip, frames_path, codes_path))
 
 
@@ -174,7 +174,7 @@ def encode_music(musicgen: MusicGen, audio: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts, dim=1)
 
 
-def _save_atomic(tensors: dict, path: Path) -> None:
+def save_atomic(tensors: dict, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     try:
