@@ -86,10 +86,11 @@ def test_model_list_refuses_anything_not_listed(tmp_path):
 def test_plan_duration():
     assert app_support.plan_duration(None, 12.5, 30) == (12.5, "")
     assert app_support.plan_duration(0, 12.5, 30) == (12.5, "")
+    assert app_support.plan_duration(None, 95.0, 300) == (95.0, "")  # long music is made window by window
     duration, note = app_support.plan_duration(None, 95.0, 30)
-    assert duration == 30 and "first 30 s of the 95.0 s video" in note and "windowed" in note
+    assert duration == 30 and "first 30 s of the 95.0 s video" in note
     duration, note = app_support.plan_duration(5, 12.5, 30)
-    assert duration == 5 and "first 5 s" in note and "windowed" not in note
+    assert duration == 5 and "first 5 s" in note
     with pytest.raises(UserInputError, match="at most 30 s"):
         app_support.plan_duration(31, 40, 30)
     with pytest.raises(UserInputError, match="positive"):
@@ -126,6 +127,14 @@ def test_stage_progress_is_monotonic_and_complete():
     assert seen[-1][1] == "variation 2/2: muxing"
     assert any(what == "variation 1/2: generating 25/50 steps" for _, what in seen)
     assert 0.4 < dict((w, f) for f, w in seen)["variation 1/2: generating 50/50 steps"] < 0.5
+
+    # windows are named with the steps and never move the bar back
+    seen.clear()
+    progress = app_support.stage_progress(report, 0, 1)
+    progress("generating", 10, 100)
+    progress("window", 2, 3)
+    progress("generating", 40, 100)
+    assert seen[-1][1] == "generating 40/100 steps (window 2/3)" and seen[-1][0] > seen[0][0]
 
 
 def test_music_picture():

@@ -155,14 +155,16 @@ def _bad_inputs(tmp: Path, clip: Path, bundle: dict) -> dict:
         "negative guidance": ([clip, "--model", model, "--guidance-scale", "-1"], "--guidance-scale: must be >= 0"),
         "zero temperature": ([clip, "--model", model, "--temperature", "0"], "--temperature: must be > 0"),
         "bad output suffix": ([clip, "--model", model, "--out-suffix", ".txt"], "--out"),
-        "too long": ([clip, "--model", model, "--duration", "45"], "at most 30 s"),
+        "too long": ([clip, "--model", model, "--duration", "20000"], "at most 3 h"),
+        "window too long": ([clip, "--model", model, "--window", "45"], "--window: 45 s is longer than this MusicGen"),
+        "overlap not under the window": ([clip, "--model", model, "--overlap", "30"], "--overlap: must be > 0 and less"),
     }
 
 
 BAD_INPUTS = ["missing file", "text file named .mp4", "truncated video", "zero-length file", "audio-only file",
               "model without config", "missing model folder", "dimensions do not fit MusicGen",
               "weights do not fit config", "unknown config key", "config names a missing folder", "negative guidance", "zero temperature",
-              "bad output suffix", "too long"]
+              "bad output suffix", "too long", "window too long", "overlap not under the window"]
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS)

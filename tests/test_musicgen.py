@@ -129,3 +129,37 @@ def test_sample_top_k_and_top_p_restrict_support():
     assert set(sample(logits, 1.0, 0, 0.8, g).tolist()) == {0, 1}
     assert set(sample(logits, 1.0, 1, 0.0, g).tolist()) == {0}
     assert len(set(sample(logits, 1.0, 0, 0.0, g).tolist())) == 5
+
+
+def test_prompted_greedy_codes_match_transformers_generate_with_decoder_prompt(mg):
+    """An audio-code prompt goes in as transformers feeds one: start token + codes, delay pattern applied."""
+    cond_t5, mask = _condition(mg)
+    prompt = torch.randint(0, 64, (2, mg.num_codebooks, 12), generator=torch.Generator().manual_seed(5))
+    frames = 15
+    doubled = torch.cat([cond_t5, torch.zeros_like(cond_t5)])
+    doubled_mask = torch.cat([mask, torch.zeros_like(mask)]).long()
+    start = torch.full((2 * mg.num_codebooks, 1), mg._pad_id)
+    decoder_input_ids = torch.cat([start, prompt.reshape(2 * mg.num_codebooks, -1)], dim=1)
+    reference = mg.model.generate(inputs=torch.zeros(2, 1, dtype=torch.long), encoder_outputs=(doubled,),
+                                  attention_mask=doubled_mask, decoder_input_ids=decoder_input_ids,
+                                  do_sample=False, guidance_scale=3.0,
+                                  max_new_tokens=frames + mg.num_codebooks // mg.audio_channels - 1)
+    ours = mg.generate_codes(mg.project_text(cond_t5), mask, frames, guidance_scale=3.0, top_k=1, prompt=prompt)
+    assert ours.shape == (2, mg.num_codebooks, frames)
+    # transformers returns the audio of prompt + continuation
+    torch.testing.assert_close(mg.decode(torch.cat([prompt, ours], dim=2)), reference, rtol=0, atol=0)
+
+
+def test_a_prompt_is_continued_exactly_as_if_generated_in_one_go(mg):
+    """Greedy: prompting with the first P frames of a run gives that run's remaining frames."""
+    cond, mask = _condition(mg)
+    cond = mg.project_text(cond)
+    whole = mg.generate_codes(cond, mask, 30, guidance_scale=3.0, top_k=1)
+    steps = []
+    rest = mg.generate_codes(cond, mask, 18, guidance_scale=3.0, top_k=1, prompt=whole[..., :12],
+                             progress=lambda done, total: steps.append((done, total)))
+    assert torch.equal(rest, whole[..., 12:])
+    delays = mg.num_codebooks // mg.audio_channels
+    assert steps[-1] == (18 + delays - 1, 18 + delays - 1)  # only sampled steps are counted
+    with pytest.raises(ValueError, match="after a 12-frame prompt"):
+        mg.generate_codes(cond, mask, mg.max_frames - 11, prompt=whole[..., :12])

@@ -90,11 +90,17 @@ def test_an_optimizer_step_changes_only_the_video_encoder(tiny_model):
     assert all(p.grad is None for p in model.frame_encoder.parameters())
 
 
-def test_generate_rejects_music_longer_than_musicgens_window(tiny_model, clip_3s):
+def test_generate_refuses_absurd_durations_and_windows(tiny_model, clip_3s):
+    """Any length is made window by window (tests/test_windows.py), up to a sanity bound."""
     from video_bgm.errors import UserInputError
+    from video_bgm.pipeline import MAX_SECONDS
 
-    with pytest.raises(UserInputError, match="at most 30 s"):
-        tiny_model.generate(clip_3s, GenerationParams(duration=31.0))
+    with pytest.raises(UserInputError, match="at most 3 h"):
+        tiny_model.generate(clip_3s, GenerationParams(duration=MAX_SECONDS + 1))
+    with pytest.raises(UserInputError, match="--window: 45 s is longer than this MusicGen can generate at once"):
+        tiny_model.generate(clip_3s, GenerationParams(duration=1.0, window=45.0))
+    with pytest.raises(ValueError, match="overlap"):
+        tiny_model.generate(clip_3s, GenerationParams(duration=1.0, window=5.0, overlap=5.0))
 
 
 def test_musicgen_override_with_other_dimensions_is_a_clear_error(tmp_path, tiny_bundle):

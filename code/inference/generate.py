@@ -8,13 +8,19 @@ audio track, exactly as long as the video) and clip_music.wav. MODEL is a model 
 (ours, or a thesis checkpoint folder), a Hugging Face Hub repo id (with --subfolder and
 --revision), or a checkpoint name such as nature_small (see download_models.py --list);
 without --model, the thesis's nature_small checkpoint (downloaded on first use).
+
+VIDEO may be a folder: every video in it (--recursive: and in its subfolders) gets music, written
+under --out (a folder) with the same layout; finished outputs are skipped, a file that fails is
+reported and skipped, and the exit code is 1 if any failed. Music of any length is made in
+windows (--window, --overlap); it is normalised to --loudness LUFS with short fades, and
+--keep-original-audio DB mixes it with the video's own sound instead of replacing it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from video_bgm import hub, media
+from video_bgm import batch, hub, loudness, media
 from video_bgm.cli import ArgumentParser, StageProgress, run
 from video_bgm.config import GenerationParams
 from video_bgm.errors import UserInputError
@@ -25,13 +31,14 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm")
 
 def parse_args(argv=None):
     p = ArgumentParser(prog="generate.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("video", help="input video (any container/codec FFmpeg reads)")
+    p.add_argument("video", help="input video (any container/codec FFmpeg reads), or a folder of videos")
     p.add_argument("--model", default=None,
                    help=f"model folder, hub repo id or checkpoint name (default: {hub.DEFAULT_MODEL}, from the hub)")
     p.add_argument("--subfolder", default=None, help="folder inside the hub repo (e.g. models_frozen_decoder/symmv_medium)")
     p.add_argument("--revision", default=None, help="hub branch, tag or commit (default: main)")
     p.add_argument("--musicgen", default=None, help="MusicGen to use instead of the one the model names (hub id or folder)")
-    p.add_argument("--out", required=True, help=f"output video ({', '.join(VIDEO_SUFFIXES)}); the WAV goes beside it")
+    p.add_argument("--out", required=True, help=f"output video ({', '.join(VIDEO_SUFFIXES)}); the WAV goes beside it. "
+                                              "With a folder of videos: the output folder")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: random; the seed used is printed)")
     p.add_argument("--guidance-scale", type=float, default=3.0, help="classifier-free guidance (1: off; default 3)")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1)")
@@ -39,6 +46,23 @@ def parse_args(argv=None):
     p.add_argument("--top-p", type=float, default=0.0, help="nucleus sampling threshold (0: off; default)")
     p.add_argument("--duration", type=float, default=None, help="seconds of music (default: the video's length)")
     p.add_argument("--prompt", default=None, help='optional text prompt joined with the video, e.g. "calm piano"')
+    p.add_argument("--window", type=float, default=30.0,
+                   help="seconds of music per MusicGen window; longer music is made window by window (default 30)")
+    p.add_argument("--overlap", type=float, default=10.0,
+                   help="seconds of music each later window continues from the one before (default 10)")
+    p.add_argument("--variations", type=int, default=1,
+                   help="takes per video, written as NAME_1, NAME_2, ... (seeds SEED, SEED+1, ...; default 1)")
+    p.add_argument("--recursive", action="store_true", help="with a folder: its subfolders' videos too")
+    p.add_argument("--loudness", type=float, default=loudness.DEFAULT_LOUDNESS,
+                   help="output loudness in LUFS (ITU-R BS.1770; default -16)")
+    p.add_argument("--fade", type=float, default=loudness.DEFAULT_FADE,
+                   help="seconds of fade-in and fade-out on the music (default 0.5; 0: none)")
+    p.add_argument("--keep-original-audio", type=float, default=None, metavar="DB",
+                   help="keep the video's own sound and mix the music DB dB relative to it "
+                        "(-12: music 12 dB under the original; default: replace the sound with the music)")
+    p.add_argument("--duck", type=float, default=loudness.DEFAULT_DUCK, metavar="DB",
+                   help="with --keep-original-audio: lower the music by DB dB more while the original is loud "
+                        "(default 6; 0: off)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if present")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p.parse_args(argv)
@@ -48,29 +72,60 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     params = GenerationParams(guidance_scale=args.guidance_scale, temperature=args.temperature,
                               top_k=args.top_k, top_p=args.top_p, duration=args.duration,
-                              seed=args.seed, prompt=args.prompt)
+                              seed=args.seed, prompt=args.prompt, window=args.window, overlap=args.overlap)
+    mix = loudness.Mix(loudness=args.loudness, fade=args.fade, keep_original=args.keep_original_audio,
+                       duck=args.duck)
     try:
         params.validate()
+        mix.validate()
     except ValueError as err:
         raise UserInputError(f"--{str(err).replace('_', '-')}") from None
-    out = Path(args.out)
-    if out.suffix.lower() not in VIDEO_SUFFIXES:
-        raise UserInputError(f"--out {out}: use one of {', '.join(VIDEO_SUFFIXES)}")
-    if not out.parent.is_dir():
-        raise UserInputError(f"--out {out}: folder {out.parent} does not exist")
-    info = media.probe_video(args.video)  # bad input fails here, before any model loads
+    if args.variations < 1:
+        raise UserInputError(f"--variations: must be at least 1, got {args.variations}")
     if args.model is None and (args.subfolder or args.revision):
         raise UserInputError("--subfolder and --revision need --model (a hub repo id)")
+    folder_mode = Path(args.video).is_dir()
+    out = Path(args.out)
+    if folder_mode:
+        if out.suffix.lower() in VIDEO_SUFFIXES or out.is_file():
+            raise UserInputError(f"--out {out}: with a folder of videos, --out is a folder")
+        batch.videos_in(Path(args.video), args.recursive)  # an empty folder fails before any model loads
+    else:
+        if out.suffix.lower() not in VIDEO_SUFFIXES:
+            raise UserInputError(f"--out {out}: use one of {', '.join(VIDEO_SUFFIXES)}")
+        if not out.parent.is_dir():
+            raise UserInputError(f"--out {out}: folder {out.parent} does not exist")
+        info = media.probe_video(args.video)  # bad input fails here, before any model loads
     model = VideoBGM.from_pretrained(args.model or hub.DEFAULT_MODEL, device=args.device, musicgen=args.musicgen,
                                      subfolder=args.subfolder, revision=args.revision)
 
-    progress = StageProgress(disable=args.quiet)
+    bars = []
+
+    def progress(video, index, count):
+        if bars:
+            bars.pop().close()
+        bars.append(StageProgress(disable=args.quiet))
+        return bars[-1]
+
     try:
-        result = model.generate(args.video, params, progress=progress, info=info)
+        if folder_mode:
+            out.mkdir(parents=True, exist_ok=True)
+            summary = batch.run_folder(model, args.video, out, params, mix, args.variations, args.recursive,
+                                       progress=progress)
+        else:
+            written = batch.write_music(model, args.video, info, params, mix,
+                                        batch.variation_paths(out, args.variations), progress=progress)
     finally:
-        progress.close()
-    media.write_outputs(args.video, result.audio, result.sample_rate, out, info.duration)
-    print(f"wrote {out} and {out.with_suffix('.wav')} ({result.duration:.2f} s of music, seed {result.seed})")
+        for bar in bars:
+            bar.close()
+    if folder_mode:
+        print(f"{args.video}: {summary.line()}")
+        for video, reason in summary.failed:
+            print(f"  failed: {reason if str(video) in reason else f'{video}: {reason}'}")
+        return 1 if summary.failed else 0
+    for w in written:
+        print(f"wrote {w.video} and {w.wav} ({w.duration:.2f} s of music, seed {w.seed})"
+              + "".join(f"; {note}" for note in w.notes))
     return 0
 
 

@@ -23,15 +23,16 @@ import shutil
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from . import media
+from . import batch, media
 from .config import FORMAT_NAME, GenerationParams
 from .errors import MediaError, UserInputError
+from .loudness import Mix
 
 THESIS_FILES = ("configuration.yml", "lm_final.pt")  # a thesis checkpoint folder
 MAX_VARIATIONS = 4
@@ -164,7 +165,7 @@ class ModelCache:
 class Limits:
     max_upload_mb: float = 200.0  # MiB; the web server also refuses larger uploads
     max_video_seconds: float = 300.0  # longer videos are refused
-    max_music_seconds: float = 30.0  # music per clip: the app passes pipeline.MAX_SECONDS
+    max_music_seconds: float = 300.0  # music per clip (made window by window); the app passes max_video_seconds
 
 
 def display_name(path) -> str:
@@ -207,9 +208,7 @@ def plan_duration(requested: float | None, video_seconds: float, max_music_secon
         duration = min(video_seconds, max_music_seconds)
     note = ""
     if duration < video_seconds - 1e-3:
-        note = (f"The music covers the first {duration:g} s of the {video_seconds:.1f} s video; the rest is "
-                f"silent" + (" (longer music needs windowed generation, which is planned)."
-                             if duration == max_music_seconds else "."))
+        note = f"The music covers the first {duration:g} s of the {video_seconds:.1f} s video; the rest is silent."
     return duration, note
 
 
@@ -226,6 +225,7 @@ class Variation:
     picture: np.ndarray  # uint8 [H, W, 3]
     seed: int
     duration: float  # seconds of music
+    notes: list[str] = field(default_factory=list)  # e.g. "the video has no sound of its own"
 
 
 def variation_seeds(seed: int | None, count: int) -> list[int]:
@@ -242,10 +242,16 @@ def stage_progress(report: ReportProgress, index: int, count: int) -> Callable[[
         offsets[stage] = total_weight
         total_weight += weight
 
+    window = ""
+
     def progress(stage: str, done: int, total: int) -> None:
+        nonlocal window
+        if stage == "window":  # long music: which window is shown with the steps, which run across windows
+            window = f" (window {done}/{total})" if total > 1 else ""
+            return
         within = offsets.get(stage, 0.0) + STAGE_WEIGHTS.get(stage, 0.0) * (done / total if total else 1.0)
         fraction = min(1.0, (index + within / total_weight) / count)
-        what = f"{stage} {done}/{total} steps" if stage == "generating" else stage
+        what = f"{stage} {done}/{total} steps{window}" if stage == "generating" else stage
         prefix = f"variation {index + 1}/{count}: " if count > 1 else ""
         report(fraction, prefix + what)
 
@@ -264,23 +270,23 @@ def output_suffix(info: media.VideoInfo) -> str:
 
 
 def generate_variations(model, video, info: media.VideoInfo, params: GenerationParams, count: int,
-                        out_dir: Path, report: ReportProgress | None = None) -> list[Variation]:
+                        out_dir: Path, report: ReportProgress | None = None, mix: Mix | None = None) -> list[Variation]:
     """``count`` pieces of music for ``video`` (seeds ``params.seed``, +1, ...; random when None),
-    each written as ``out_dir/<name>.mp4`` (the video with the music) and ``<name>.wav``."""
+    each finished per ``mix`` (loudness, fades, the original sound kept: see loudness.Mix) and written
+    as ``out_dir/<name>.mp4`` (the video with the music or the mix) and ``<name>.wav`` (the music)."""
+    mix = mix or Mix()
     if not 1 <= count <= MAX_VARIATIONS:
         raise UserInputError(f"variations: choose 1 to {MAX_VARIATIONS}, got {count}")
     params.validate()
     report = report or (lambda fraction, what: None)
     results = []
     for index, seed in enumerate(variation_seeds(params.seed, count)):
-        progress = stage_progress(report, index, count)
-        result = model.generate(video, replace(params, seed=seed), progress=progress, info=info)
-        progress("muxing", 0, 1)
         out = Path(out_dir) / f"{output_name(video, seed)}{output_suffix(info)}"
-        media.write_outputs(video, result.audio, result.sample_rate, out, duration=info.duration)
-        progress("muxing", 1, 1)
-        results.append(Variation(out, out.with_suffix(".wav"), music_picture(result.audio, result.sample_rate),
-                                 result.seed, result.duration))
+        [written] = batch.write_music(model, video, info, replace(params, seed=seed), mix, [out],
+                                      progress=lambda video, i, n, index=index: stage_progress(report, index, count))
+        music, rate = batch.read_wav(written.wav)
+        results.append(Variation(out, written.wav, music_picture(music, rate), written.seed, written.duration,
+                                 written.notes))
     return results
 
 

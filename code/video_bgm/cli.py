@@ -50,14 +50,22 @@ class StageProgress:
         self.disable = disable
         self.bar = None
         self.stage = None
+        self.window = ""
 
     def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage == "window":  # long music: shown beside the steps bar, which runs across windows
+            self.window = f"window {done}/{total}" if total > 1 else ""
+            if self.bar is not None and self.stage == "generating":
+                self.bar.set_postfix_str(self.window)
+            return
         if stage != self.stage:
             self.close()
             self.stage = stage
             unit = "step" if stage == "generating" else "stage"
             self.bar = tqdm(total=total, desc=f"{stage:>10}", unit=unit, disable=self.disable,
                             file=sys.stderr, leave=True, dynamic_ncols=True)
+            if stage == "generating" and self.window:
+                self.bar.set_postfix_str(self.window)
         self.bar.total = total
         self.bar.update(done - self.bar.n)
 

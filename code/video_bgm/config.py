@@ -158,6 +158,9 @@ class GenerationParams:
     duration: seconds of music (default: the video's duration).
     seed: makes a run reproducible bit for bit on the same machine (None: random).
     prompt: optional text whose T5 embeddings join the video tokens.
+    window: seconds of music per MusicGen window; longer music is made window by window, each
+        conditioned on its own part of the video (see windows.py).
+    overlap: seconds of music each window after the first continues (its audio-code prompt).
     """
 
     guidance_scale: float = 3.0
@@ -167,6 +170,8 @@ class GenerationParams:
     duration: float | None = None
     seed: int | None = None
     prompt: str | None = None
+    window: float = 30.0
+    overlap: float = 10.0
 
     def validate(self) -> None:
         if not self.guidance_scale >= 0:
@@ -181,3 +186,7 @@ class GenerationParams:
             raise ValueError(f"duration: must be > 0 seconds, got {self.duration}")
         if self.seed is not None and not 0 <= self.seed < 2**63:
             raise ValueError(f"seed: must be in [0, 2**63), got {self.seed}")
+        if not self.window > 0:
+            raise ValueError(f"window: must be > 0 seconds, got {self.window}")
+        if not 0 < self.overlap < self.window:
+            raise ValueError(f"overlap: must be > 0 and less than the window ({self.window:g} s), got {self.overlap}")

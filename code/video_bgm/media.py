@@ -551,15 +551,17 @@ def _packet_time(packet) -> float:
     return float(stamp * packet.time_base) if stamp is not None else 0.0
 
 
-def write_outputs(video, audio: np.ndarray, sample_rate: int, out, duration: float | None = None) -> None:
+def write_outputs(video, audio: np.ndarray, sample_rate: int, out, duration: float | None = None,
+                  wav_audio: np.ndarray | None = None) -> None:
     """Write ``out`` (``video`` with ``audio`` muxed in, see :func:`mux_audio`) and ``out`` with a
-    ``.wav`` suffix (the audio alone) under temporary names, then rename both: never half-written."""
+    ``.wav`` suffix (``wav_audio``, default ``audio``) under temporary names, then rename both:
+    never half-written, and the video appears last (its presence means both are complete)."""
     out = Path(out)
     wav = out.with_suffix(".wav")
     tmp_dir = tempfile.mkdtemp(prefix=f".{out.stem}.", dir=out.parent)
     tmp_video, tmp_wav = Path(tmp_dir) / f"music{out.suffix}", Path(tmp_dir) / "music.wav"
     try:
-        write_wav(tmp_wav, audio, sample_rate)
+        write_wav(tmp_wav, audio if wav_audio is None else wav_audio, sample_rate)
         mux_audio(video, audio, sample_rate, tmp_video, duration=duration)
         os.replace(tmp_wav, wav)
         os.replace(tmp_video, out)

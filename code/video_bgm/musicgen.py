@@ -161,26 +161,37 @@ class MusicGen:
     def generate_codes(self, condition: torch.Tensor, condition_mask: torch.Tensor, num_frames: int,
                        guidance_scale: float = 3.0, temperature: float = 1.0, top_k: int = 250,
                        top_p: float = 0.0, generator: torch.Generator | None = None,
-                       progress: ProgressFn | None = None) -> torch.Tensor:
+                       progress: ProgressFn | None = None, prompt: torch.Tensor | None = None) -> torch.Tensor:
         """Sample codes [B, K, num_frames] given decoder-space conditioning [B, N, D].
 
         Classifier-free guidance: conditional and null-conditioned rows go through the decoder
         in one batched forward per step and are mixed as ``uncond + s * (cond - uncond)``.
         The conditioning's cross-attention keys/values are computed at the first step and
         reused from the cache afterwards.
+
+        ``prompt``: aligned codes [B, K, P] the new codes continue (MusicGen's audio prompt). They
+        are fed as decoder input with the delay pattern applied as transformers'
+        ``build_delay_pattern_mask`` does (the prompt's delayed tail is forced, not sampled), and
+        only the ``num_frames`` new frames are returned. Progress counts sampled steps only.
         """
-        if not 0 < num_frames <= self.max_frames:
-            raise ValueError(f"num_frames must be in [1, {self.max_frames}], got {num_frames}")
+        P = 0 if prompt is None else prompt.shape[-1]
+        if not 0 < num_frames <= self.max_frames - P:
+            raise ValueError(f"num_frames must be in [1, {self.max_frames - P}] after a {P}-frame prompt, got {num_frames}")
         B, K = condition.shape[0], self.num_codebooks
+        if prompt is not None and tuple(prompt.shape[:2]) != (B, K):
+            raise ValueError(f"prompt must be [{B}, {K}, P] codes, got {tuple(prompt.shape)}")
         condition, mask = self._cross_attention_inputs(condition, condition_mask, guidance_scale)
-        # pattern[b*K + k, t] is the pad id where codebook k has no code at step t, else -1.
+        # pattern[b*K + k, t] is the pad id where codebook k has no code at step t, the prompt's
+        # code where it has one, else -1 (to be sampled).
         start = torch.full((B * K, 1), self._pad_id, dtype=torch.long, device=self.device)
-        total = num_frames + self._delays  # start token + frames + delays - 1
-        _, pattern = self.model.decoder.build_delay_pattern_mask(start, self._pad_id, max_length=total)
-        tokens = start
+        if prompt is not None:
+            start = torch.cat([start, prompt.reshape(B * K, P).to(device=self.device, dtype=torch.long)], dim=1)
+        total = P + num_frames + self._delays  # start token + frames + delays - 1
+        tokens, pattern = self.model.decoder.build_delay_pattern_mask(start, self._pad_id, max_length=total)
+        first = tokens.shape[1]  # the prefix up to the first position with something to sample
         cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
-        for step in range(total - 1):
-            inputs = tokens if step == 0 else tokens[:, -1:]
+        for step in range(first - 1, total - 1):
+            inputs = tokens if step == first - 1 else tokens[:, -1:]
             if guidance_scale != 1.0:
                 inputs = torch.cat([inputs, inputs])
             logits = self.step_logits(inputs, condition, mask, cache)  # (R, K, V)
@@ -192,8 +203,8 @@ class MusicGen:
             next_tokens = torch.where(fixed == -1, next_tokens, fixed)
             tokens = torch.cat([tokens, next_tokens[:, None]], dim=1)
             if progress is not None:
-                progress(step + 1, total - 1)
-        return self.undelay(tokens[:, 1:].reshape(B, K, -1), num_frames)
+                progress(step + 2 - first, total - first)
+        return self.undelay(tokens[:, 1:].reshape(B, K, -1), P + num_frames)[..., P:]
 
     def undelay(self, delayed: torch.Tensor, num_frames: int) -> torch.Tensor:
         """Delayed codes [B, K, num_frames + d - 1] -> aligned codes [B, K, num_frames]."""

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import secrets
 import tempfile
@@ -17,7 +16,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import frame_window, hub, media, model_card, thesis
+from . import hub, media, model_card, thesis, windows
 from .config import GenerationParams, VideoModelConfig
 from .errors import ModelError, UserInputError
 from .frames import FrameEncoder, build_frame_encoder
@@ -29,9 +28,10 @@ from .temporal import TemporalTransformer
 
 __all__ = ["VideoBGM", "Generation", "check_dimensions", "locate_model", "read_config", "read_weights",
            "resolve_device", "limit_peak", "CONFIG_NAME", "WEIGHTS_NAME"]
-MAX_SECONDS = 30.0  # MusicGen's training window; longer videos need windowed generation
+MAX_SECONDS = 3 * 3600.0  # a sanity bound (a typo'd --duration); any length up to it is made window by window
 
-# (stage, done, total): stages are "frames", "encoding", "generating", "decoding".
+# (stage, done, total): stages are "frames", "encoding", "window" (k of n starts), "generating"
+# (steps of the whole piece), "decoding"; frames and encoding are reported for the first window.
 Progress = Callable[[str, int, int], None]
 
 
@@ -191,30 +191,22 @@ class VideoBGM:
         duration = params.duration or info.duration
         if duration > MAX_SECONDS:
             raise UserInputError(
-                f"{video}: {duration:.1f} s of music requested; this version generates at most "
-                f"{MAX_SECONDS:.0f} s per clip (pass --duration {MAX_SECONDS:.0f} or less)")
+                f"{video}: {duration:.1f} s of music requested; at most {MAX_SECONDS / 3600:g} h per clip")
         seed = params.seed if params.seed is not None else secrets.randbelow(2**31)
+        try:
+            windows.check_options(params.window, params.overlap, self.musicgen.max_frames / self.musicgen.frame_rate)
+        except ValueError as err:
+            raise UserInputError(f"--{err}") from None
 
-        report("frames", 0, 1)
-        seconds = min(duration, info.duration)
-        frames, _ = media.sample_frames(video, frame_window.sampling_rate(self.config, seconds), info=info,
-                                        duration=seconds)
-        report("frames", 1, 1)
-        report("encoding", 0, 1)
-        features, frame_mask = frame_window.fit(self.frame_encoder.encode(frames), self.config)  # (T, F), (T,)
-        condition, mask = self.condition(features[None], frame_mask[None], params.prompt)
-        report("encoding", 1, 1)
-
-        num_frames = math.ceil(duration * self.musicgen.frame_rate)
+        condition_for = windows.video_condition(self, video, info, params.prompt, progress=report)
+        samples = round(duration * self.sample_rate)
         generator = torch.Generator(self.device).manual_seed(seed)
-        codes = self.musicgen.generate_codes(
-            condition, mask, num_frames, guidance_scale=params.guidance_scale, temperature=params.temperature,
-            top_k=params.top_k, top_p=params.top_p, generator=generator,
-            progress=lambda done, total: report("generating", done, total))
-        report("decoding", 0, 1)
-        audio = self.musicgen.decode(codes)[0].float().cpu().numpy()  # (C, S)
-        report("decoding", 1, 1)
-        audio = audio[:, : round(duration * self.sample_rate)]
+        chunks = windows.generate(
+            self.musicgen, condition_for, windows.frames_for(duration, self.musicgen.frame_rate),
+            window=params.window, overlap=params.overlap, generator=generator, progress=report,
+            guidance_scale=params.guidance_scale, temperature=params.temperature, top_k=params.top_k,
+            top_p=params.top_p)
+        audio = windows.render(chunks, self.audio_channels, samples)  # (C, S)
         return Generation(limit_peak(audio), self.sample_rate, seed, duration)
 
 

@@ -23,6 +23,7 @@ from video_bgm.app_support import Limits, ModelCache, ModelList, OutputStore
 from video_bgm.cli import ArgumentParser, quiet_libraries, run
 from video_bgm.config import GenerationParams
 from video_bgm.errors import UserInputError
+from video_bgm.loudness import DEFAULT_LOUDNESS, Mix
 from video_bgm.refs import first_line
 
 REPO = Path(__file__).resolve().parents[3]
@@ -47,7 +48,7 @@ def parse_args(argv=None):
     p.add_argument("--share", action="store_true", help="also serve through a public *.gradio.live link (opt-in)")
     p.add_argument("--max-upload-mb", type=float, default=200.0, help="largest video accepted, in MB (default 200)")
     p.add_argument("--max-duration", type=float, default=300.0,
-                   help="longest video accepted, in seconds (default 300); music is at most 30 s for now")
+                   help="longest video accepted, in seconds (default 300); longer music is made window by window")
     p.add_argument("--queue-size", type=int, default=16,
                    help="requests waiting at most; more are refused (default 16); one generation runs at a time")
     args = p.parse_args(argv)
@@ -87,7 +88,8 @@ def build_app(models: ModelList, cache: ModelCache, store: OutputStore, limits: 
                 f"{'with' if info.has_audio else 'without'} sound. {note}")
 
     def generate(video, model, prompt, duration, variations, guidance_scale, temperature, top_k, top_p,
-                 random_seed, seed, progress=gr.Progress()):
+                 random_seed, seed, keep_original=False, music_level=-12.0, loudness=DEFAULT_LOUDNESS,
+                 progress=gr.Progress()):
         """Music for ``video``: per variation the video with music, the WAV and a picture; then a
         summary and the first seed used."""
         ref = None
@@ -99,8 +101,10 @@ def build_app(models: ModelList, cache: ModelCache, store: OutputStore, limits: 
             params = GenerationParams(guidance_scale=float(guidance_scale), temperature=float(temperature),
                                       top_k=int(top_k), top_p=float(top_p), duration=music_seconds,
                                       seed=None if random_seed else _seed(seed), prompt=(prompt or "").strip() or None)
+            mix = Mix(loudness=float(loudness), keep_original=float(music_level) if keep_original else None)
             try:
                 params.validate()
+                mix.validate()
             except ValueError as err:
                 raise UserInputError(str(err).replace("_", " ")) from None
             with cache.lock(device):  # one generation at a time per device
@@ -109,7 +113,7 @@ def build_app(models: ModelList, cache: ModelCache, store: OutputStore, limits: 
                 model_obj = cache.get(ref, device)
                 results = app_support.generate_variations(
                     model_obj, video, info, params, count, store.new_dir(),
-                    report=lambda fraction, what: progress(fraction, desc=what))
+                    report=lambda fraction, what: progress(fraction, desc=what), mix=mix)
         except UserInputError as err:  # errors name the model by its label, never by its path on the server
             message = str(err).replace(ref, model) if ref else str(err)
             raise gr.Error(message, duration=None, print_exception=False) from None
@@ -125,7 +129,8 @@ def build_app(models: ModelList, cache: ModelCache, store: OutputStore, limits: 
             r = results[i] if i < len(results) else None
             outputs += [gr.Column(visible=r is not None)] + ([str(r.video), str(r.wav), r.picture] if r else [None] * 3)
         seeds = ", ".join(f"variation {i + 1}: seed **{r.seed}**" for i, r in enumerate(results))
-        summary = f"{music_seconds:g} s of music with {model} ({seeds}). {note}"
+        notes = sorted({n for r in results for n in r.notes})
+        summary = f"{music_seconds:g} s of music with {model} ({seeds}). {note}" + "".join(f" Note: {n}." for n in notes)
         return outputs + [summary, results[0].seed]
 
     with gr.Blocks(title="video-to-music", delete_cache=(600, KEEP_OUTPUTS_SECONDS)) as demo:
@@ -134,9 +139,8 @@ def build_app(models: ModelList, cache: ModelCache, store: OutputStore, limits: 
             "Upload a video, pick a model and press **Generate music**: you get the video with new music "
             "(the video stream is copied, not re-encoded), the music as a WAV, and a picture of it.\n\n"
             f"**Limits:** videos up to {limits.max_upload_mb:g} MB and {limits.max_video_seconds:g} s. "
-            f"This version makes at most **{limits.max_music_seconds:g} s of music** per clip: a longer video gets "
-            "music over its first "
-            f"{limits.max_music_seconds:g} s and silence after. One generation runs at a time; other requests "
+            "Music longer than MusicGen's 30 s window is made window by window, each window following its own "
+            "part of the video and continuing the music before it. One generation runs at a time; other requests "
             f"wait in a queue of {queue_size}.", elem_id="intro")
         with gr.Row():
             with gr.Column():
@@ -149,12 +153,17 @@ def build_app(models: ModelList, cache: ModelCache, store: OutputStore, limits: 
                                      label="Music duration in seconds (0: the video's)", elem_id="duration")
                 variations = gr.Slider(1, n, value=1, step=1, label="Variations (shown side by side)",
                                        elem_id="variations")
+                keep_original = gr.Checkbox(value=False, label="Keep the video's own sound (music mixed under it)",
+                                            elem_id="keep-original")
+                music_level = gr.Slider(-30, 10, value=-12, step=1, elem_id="music-level",
+                                        label="Music level relative to the video's sound, dB (with the box ticked)")
                 with gr.Accordion("Advanced options", open=False):
                     guidance_scale = gr.Slider(0, 10, value=DEFAULTS.guidance_scale, step=0.1,
                                                label="Guidance scale (1: off, 0: ignore the video)")
                     temperature = gr.Slider(0.05, 2, value=DEFAULTS.temperature, step=0.05, label="Temperature")
                     top_k = gr.Slider(0, 2048, value=DEFAULTS.top_k, step=1, label="Top-k (0: no limit)")
                     top_p = gr.Slider(0, 1, value=DEFAULTS.top_p, step=0.01, label="Top-p (0: off)")
+                    loudness = gr.Slider(-30, -6, value=DEFAULT_LOUDNESS, step=1, label="Output loudness (LUFS)")
                     random_seed = gr.Checkbox(value=True, label="Random seed (the seed used is shown after)")
                     seed = gr.Number(value=0, precision=0, minimum=0, maximum=2**31 - 1, label="Seed",
                                      info="used when 'Random seed' is off; variations use seed + 1, ...")
@@ -174,7 +183,7 @@ def build_app(models: ModelList, cache: ModelCache, store: OutputStore, limits: 
 
         video.change(describe, video, video_info, queue=False, api_visibility="private")
         button.click(generate, [video, model, prompt, duration, variations, guidance_scale, temperature, top_k,
-                                top_p, random_seed, seed], slots + [summary, seed],
+                                top_p, random_seed, seed, keep_original, music_level, loudness], slots + [summary, seed],
                      api_name="generate", concurrency_limit=1, concurrency_id=f"generate-{device}")
     demo.queue(max_size=queue_size, default_concurrency_limit=1)
     return demo
@@ -195,11 +204,11 @@ def main(argv=None) -> int:
     if not models.labels:
         raise UserInputError(f"no models: put a model folder under {args.models_dir} or pass --model "
                              "(python code/tools/make_tiny_models.py models/tiny writes a tiny random one)")
-    from video_bgm.pipeline import MAX_SECONDS, resolve_device
+    from video_bgm.pipeline import resolve_device
 
     device = str(resolve_device(args.device))
     limits = Limits(max_upload_mb=args.max_upload_mb, max_video_seconds=args.max_duration,
-                    max_music_seconds=MAX_SECONDS)
+                    max_music_seconds=args.max_duration)
 
     # Everything this server writes (results, sample clips, and Gradio's uploads and copies unless
     # GRADIO_TEMP_DIR says otherwise) lives in one private folder, removed at exit. Gradio reads

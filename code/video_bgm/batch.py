@@ -1,0 +1,171 @@
+"""Music for one video or a folder of them: variations, finishing (loudness, fades, the original
+sound kept), outputs mirrored into a folder, finished ones skipped, bad files reported and skipped.
+
+``generate.py`` and the app are thin layers over :func:`write_music` and :func:`run_folder`.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import loudness, media
+from .config import GenerationParams
+from .errors import UserInputError
+from .loudness import Mix
+
+# What a folder scan picks up: the containers FFmpeg reads that cameras, phones and editors write.
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".mts", ".wmv",
+                  ".flv", ".3gp")
+
+# (video, variation index, count) -> the pipeline's progress(stage, done, total), or None
+ProgressFactory = Callable[[Path, int, int], Callable | None]
+
+
+@dataclass
+class Written:
+    """One output: the video with the music (or the mix) and the WAV of the music alone."""
+
+    video: Path
+    wav: Path
+    seed: int
+    duration: float  # seconds of music
+    notes: list[str] = field(default_factory=list)
+
+
+def variation_paths(out: Path, count: int) -> list[Path]:
+    """``out`` itself for one take; ``<stem>_1<ext>`` ... ``<stem>_N<ext>`` for several."""
+    out = Path(out)
+    if count == 1:
+        return [out]
+    return [out.with_name(f"{out.stem}_{i}{out.suffix}") for i in range(1, count + 1)]
+
+
+def is_done(out: Path) -> bool:
+    """Both files exist. They are renamed into place whole, the video last, so both are complete."""
+    return Path(out).is_file() and Path(out).with_suffix(".wav").is_file()
+
+
+def write_music(model, video, info: media.VideoInfo, params: GenerationParams, mix: Mix, outs: list[Path],
+                progress: ProgressFactory | None = None, takes: list[int] | None = None) -> list[Written]:
+    """One take per path in ``outs``: take i (``takes[i]``, default i) has seed ``params.seed + i``
+    (a random start when None), so a take redone later is the same take. The music is generated,
+    finished per ``mix``, and written as ``out`` (muxed, exactly as long as the video) and
+    ``out``.wav (the finished music alone, without the original sound)."""
+    takes = list(range(len(outs))) if takes is None else takes
+    base = params.seed if params.seed is not None else secrets.randbelow(2**31)
+    original, notes = None, []
+    if mix.keep_original is not None:
+        if info.has_audio:
+            original = media.decode_audio(video, model.sample_rate, model.audio_channels)
+        else:
+            notes.append("the video has no sound of its own: the output has the music only")
+    written = []
+    for i, (take, out) in enumerate(zip(takes, outs)):
+        report = progress(Path(video), i, len(outs)) if progress else None
+        result = model.generate(video, replace(params, seed=base + take), progress=report, info=info)
+        take_notes = list(notes)
+        music = loudness.finish(result.audio, result.sample_rate, replace(mix, keep_original=None))
+        audio = music if original is None else loudness.finish(result.audio, result.sample_rate, mix, original,
+                                                              notes=take_notes)
+        if report:
+            report("muxing", 0, 1)
+        media.write_outputs(video, audio, result.sample_rate, out, duration=info.duration, wav_audio=music)
+        if report:
+            report("muxing", 1, 1)
+        written.append(Written(Path(out), Path(out).with_suffix(".wav"), result.seed, result.duration, take_notes))
+    return written
+
+
+def read_wav(path) -> tuple[np.ndarray, int]:
+    """A WAV written by write_music: float32 [C, S] and its sample rate."""
+    import soundfile
+
+    audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    return audio.T, rate
+
+
+# ---------------------------------------------------------------------------------------------
+# Folders
+
+
+def find_videos(folder: Path, recursive: bool = False) -> list[Path]:
+    """Video files in ``folder`` (and its subfolders with ``recursive``), sorted; hidden ones skipped."""
+    folder = Path(folder)
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in found if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def videos_in(folder: Path, recursive: bool = False) -> list[Path]:
+    """:func:`find_videos`, or a UserInputError when there are none."""
+    videos = find_videos(folder, recursive)
+    if not videos:
+        raise UserInputError(f"{folder}: no videos found ({', '.join(VIDEO_SUFFIXES)})"
+                             + ("" if recursive else "; --recursive looks in subfolders too"))
+    return videos
+
+
+def mirrored_output(video: Path, root: Path, out_root: Path) -> Path:
+    """``out_root/<video's path under root>``: the same container when we can write it, else
+    ``<name>.mp4`` (``clip.avi`` -> ``clip.avi.mp4``, so it never collides with a ``clip.mp4``)."""
+    relative = Path(video).relative_to(root)
+    if relative.suffix.lower() in media.OUTPUT_FORMATS:
+        return Path(out_root) / relative
+    return Path(out_root) / relative.parent / f"{relative.name}.mp4"
+
+
+@dataclass
+class Summary:
+    written: list[Written] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)  # outputs already there
+    failed: list[tuple[Path, str]] = field(default_factory=list)  # (video, one-line reason)
+
+    def line(self) -> str:
+        return (f"{len(self.written)} written, {len(self.skipped)} already done (skipped), "
+                f"{len(self.failed)} failed")
+
+
+def run_folder(model, folder, out_dir, params: GenerationParams, mix: Mix, variations: int = 1,
+               recursive: bool = False, progress: ProgressFactory | None = None,
+               log: Callable[[str], None] | None = None) -> Summary:
+    """Every video under ``folder`` into ``out_dir`` (same layout). A video whose outputs all exist
+    is skipped; one that fails (unreadable, too long, ...) is reported and the batch goes on."""
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    folder, out_dir = Path(folder), Path(out_dir)
+    videos = videos_in(folder, recursive)
+    summary = Summary()
+    for n, video in enumerate(videos, 1):
+        outs = variation_paths(mirrored_output(video, folder, out_dir), variations)
+        name = video.relative_to(folder)
+        if all(is_done(out) for out in outs):
+            summary.skipped.extend(outs)
+            log(f"[{n}/{len(videos)}] {name}: already done, skipped")
+            continue
+        try:
+            info = media.probe_video(video)
+            outs[0].parent.mkdir(parents=True, exist_ok=True)
+            todo = [take for take, out in enumerate(outs) if not is_done(out)]
+            summary.skipped.extend(out for take, out in enumerate(outs) if take not in todo)
+            written = write_music(model, video, info, params, mix, [outs[t] for t in todo], progress, takes=todo)
+        except KeyboardInterrupt:
+            raise
+        except UserInputError as err:  # media, model-input and option problems: one line
+            summary.failed.append((video, str(err)))
+            log(f"[{n}/{len(videos)}] {name}: FAILED: {err}")
+            continue
+        except Exception as err:  # anything else in one file must not stop the batch either
+            reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            summary.failed.append((video, reason))
+            log(f"[{n}/{len(videos)}] {name}: FAILED: {reason}")
+            continue
+        summary.written.extend(written)
+        for w in written:
+            log(f"[{n}/{len(videos)}] {name}: wrote {w.video} (seed {w.seed})"
+                + "".join(f"; {note}" for note in w.notes))
+    return summary
