@@ -153,7 +153,7 @@ class ModelCache:
             return self._loader(ref, device)
         from .pipeline import VideoBGM
 
-        # Thesis folders are listed already; until from_pretrained reads them, its error shows in the page.
+        # Our folders, thesis folders and hub references all load through from_pretrained.
         return VideoBGM.from_pretrained(ref, device=device)
 
 
