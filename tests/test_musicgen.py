@@ -42,7 +42,7 @@ def test_unconditional_branch_is_musicgens_null_condition(mg):
     cond_t5, mask = _condition(mg)
     condition, cross_mask = mg._cross_attention_inputs(mg.project_text(cond_t5), mask, guidance_scale=3.0)
     start = torch.full((4 * mg.num_codebooks, 1), mg._pad_id)
-    ours = mg.step_logits(start, condition, cross_mask, cache=None)  # (4, K, V)
+    ours = mg._stepper(condition, cross_mask, capacity=1)(start).view(4, mg.num_codebooks, -1)
 
     null = mg.model.get_unconditional_inputs(num_samples=2)
     theirs = mg.model(encoder_outputs=null.encoder_outputs, attention_mask=null.attention_mask,

@@ -17,33 +17,55 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from transformers import MusicgenForConditionalGeneration
-from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
+from .decoding import Stepper, can_pack, pack_linears
 from .errors import ModelError
 from .refs import first_line, load_pretrained
 
 ProgressFn = Callable[[int, int], None]  # (steps done, total steps)
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 class MusicGen:
-    """A frozen MusicGen: the training loss, guided sampling of codes, and EnCodec decoding."""
+    """A frozen MusicGen: the training loss, guided sampling of codes, and EnCodec decoding.
 
-    def __init__(self, model: MusicgenForConditionalGeneration, name: str = ""):
+    ``fast`` (the default) lets generation speed up the decoder (see ``decoding``): on the CPU in
+    float32 its Linear layers are packed in place at the first generation (same numbers, the
+    dense weights are released); on CUDA the cache is static and the one-token step is compiled
+    with CUDA graphs (``static_cache``, ``compile_step``). ``fast=False`` leaves the transformers
+    model exactly as given.
+    """
+
+    def __init__(self, model: MusicgenForConditionalGeneration, name: str = "", fast: bool = True):
         self.model = model.eval()
         self.model.requires_grad_(False)
         self.name = name or model.name_or_path
+        self.fast = fast
+        self.static_cache: bool | None = None  # None: on CUDA (with ``fast``)
+        self.compile_step = True  # with a static cache: compile the one-token step (CUDA graphs)
+        self._static_steppers: dict = {}
         self._tokenizer = None
 
     @classmethod
     def from_pretrained(cls, ref: str, revision: str | None = None, device="cpu",
-                        dtype: torch.dtype = torch.float32) -> "MusicGen":
-        model = load_pretrained(MusicgenForConditionalGeneration, ref, "MusicGen", revision, dtype=dtype)
+                        precision: str = "fp32") -> "MusicGen":
+        """``precision="bf16"`` runs the decoder (the part that runs per step) in bfloat16
+        weights and activations; EnCodec and the text encoder stay float32."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        model = load_pretrained(MusicgenForConditionalGeneration, ref, "MusicGen", revision, dtype=torch.float32)
+        model.decoder.to(PRECISIONS[precision])
         return cls(model.to(device), name=ref)
 
     # --- shapes and rates --------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
         return self.model.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The decoder's dtype (its embeddings', which packing leaves alone); conditioning is cast to it."""
+        return self.model.decoder.model.decoder.embed_tokens[0].weight.dtype
 
     @property
     def sample_rate(self) -> int:
@@ -134,7 +156,7 @@ class MusicGen:
         if codes_mask is not None:
             codes = codes.masked_fill(~codes_mask.bool()[:, None, :], self._pad_id)
         labels = self.delay_codes(codes).transpose(1, 2)  # (B, T + d - 1, K)
-        condition = condition * condition_mask[..., None].to(condition.dtype)
+        condition = condition.to(self.dtype) * condition_mask[..., None].to(self.dtype)
         out = self.model.decoder(
             encoder_hidden_states=condition, encoder_attention_mask=condition_mask.long(), labels=labels,
         )
@@ -143,19 +165,31 @@ class MusicGen:
     # --- generation --------------------------------------------------------------------------
     def _cross_attention_inputs(self, condition, condition_mask, guidance_scale):
         """Batch the conditional rows and, with guidance, MusicGen's null condition under them."""
-        condition = condition * condition_mask[..., None].to(condition.dtype)
+        condition = condition.to(self.dtype) * condition_mask[..., None].to(self.dtype)
         mask = condition_mask.long()
         if guidance_scale != 1.0:
             condition = torch.cat([condition, torch.zeros_like(condition)])
             mask = torch.cat([mask, torch.zeros_like(mask)])
         return condition, mask
 
-    def step_logits(self, input_ids, condition, mask, cache) -> torch.Tensor:
-        """One decoder step: input_ids [R*K, L] -> logits of the last position [R, K, V]."""
-        out = self.model.decoder(input_ids=input_ids, encoder_hidden_states=condition,
-                                 encoder_attention_mask=mask, cache=cache, use_cache=True)
-        logits = out.logits[:, -1]  # (R * K, V)
-        return logits.view(-1, self.num_codebooks, logits.shape[-1])
+    def _stepper(self, condition, mask, capacity: int) -> Stepper:
+        decoder = self.model.decoder
+        if self.fast and can_pack(decoder):
+            pack_linears(decoder, rows=condition.shape[0])  # no-op once packed
+        static = self.static_cache if self.static_cache is not None else self.fast and self.device.type == "cuda"
+        if not static:
+            return Stepper(decoder, condition, mask, capacity)
+        # Fixed shapes: one cache as long as the position table serves every length, and is kept
+        # (with its compiled graph) for the next generation with the same conditioning shape.
+        key = (tuple(condition.shape), condition.dtype)
+        stepper = self._static_steppers.get(key)
+        if stepper is None:
+            stepper = Stepper(decoder, condition.clone(), mask.clone(), decoder.config.max_position_embeddings,
+                              static=True, compile=self.compile_step)
+            self._static_steppers[key] = stepper
+        else:
+            stepper.restart(condition, mask)
+        return stepper
 
     @torch.no_grad()
     def generate_codes(self, condition: torch.Tensor, condition_mask: torch.Tensor, num_frames: int,
@@ -189,12 +223,13 @@ class MusicGen:
         total = P + num_frames + self._delays  # start token + frames + delays - 1
         tokens, pattern = self.model.decoder.build_delay_pattern_mask(start, self._pad_id, max_length=total)
         first = tokens.shape[1]  # the prefix up to the first position with something to sample
-        cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+        step_logits = self._stepper(condition, mask, capacity=total)
         for step in range(first - 1, total - 1):
             inputs = tokens if step == first - 1 else tokens[:, -1:]
             if guidance_scale != 1.0:
                 inputs = torch.cat([inputs, inputs])
-            logits = self.step_logits(inputs, condition, mask, cache)  # (R, K, V)
+            logits = step_logits(inputs).float()  # guidance mixes in float32 whatever the precision
+            logits = logits.view(-1, K, logits.shape[-1])  # (R, K, V)
             if guidance_scale != 1.0:
                 cond, uncond = logits.chunk(2)
                 logits = uncond + guidance_scale * (cond - uncond)
