@@ -64,6 +64,22 @@ def test_stereo_model_writes_stereo(tmp_path, tiny_bundle, clip_3s):
     assert streams(tmp_path / "s.mkv") == [("video", "h264"), ("audio", "aac")]
 
 
+def test_bf16_precision_option_writes_valid_music(tmp_path, tiny_bundle, clip_3s):
+    """--precision bf16 runs the decoder in bfloat16 (its closeness to fp32: test_decoding.py)."""
+    def run(precision):
+        code, _, err = generate(clip_3s, "--model", tiny_bundle["video-encoder"], "--out", tmp_path / f"{precision}.mp4",
+                                "--seed", "2", "--quiet", "--precision", precision)
+        assert code == 0, err
+        return sf.read(tmp_path / f"{precision}.wav", always_2d=True)[0]
+
+    bf16, fp32 = run("bf16"), run("fp32")
+    assert bf16.shape == fp32.shape == (3 * 32000, 1)
+    assert np.isfinite(bf16).all() and np.abs(bf16).max() > 0.01
+    code, _, err = generate(clip_3s, "--model", tiny_bundle["video-encoder"], "--out", tmp_path / "x.mp4",
+                            "--precision", "fp8")
+    assert code == 2 and "--precision" in err and len(err.strip().splitlines()) == 1
+
+
 def test_seeded_runs_are_bit_identical_and_seeds_differ(tmp_path, tiny_bundle, clip_3s):
     def wav_bytes(name, seed, *extra):
         code, _, err = generate(clip_3s, "--model", tiny_bundle["video-encoder"], "--out", tmp_path / f"{name}.mp4",

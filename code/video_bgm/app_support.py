@@ -118,11 +118,12 @@ class ModelList:
 class ModelCache:
     """Loads each (reference, device) once and keeps it; ``lock(device)`` serialises generations.
 
-    ``loader(ref, device)`` defaults to ``VideoBGM.from_pretrained``.
+    ``loader(ref, device)`` defaults to ``VideoBGM.from_pretrained`` (with ``precision``).
     """
 
-    def __init__(self, loader: Callable | None = None):
+    def __init__(self, loader: Callable | None = None, precision: str = "fp32"):
         self._loader = loader
+        self._precision = precision
         self._models: dict[tuple[str, str], object] = {}
         self._loading: dict[tuple[str, str], threading.Lock] = {}
         self._device_locks: dict[str, threading.Lock] = {}
@@ -154,7 +155,7 @@ class ModelCache:
         from .pipeline import VideoBGM
 
         # Our folders, thesis folders and hub references all load through from_pretrained.
-        return VideoBGM.from_pretrained(ref, device=device)
+        return VideoBGM.from_pretrained(ref, device=device, precision=self._precision)
 
 
 # ---------------------------------------------------------------------------------------------

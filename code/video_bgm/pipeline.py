@@ -78,11 +78,12 @@ class VideoBGM:
     @classmethod
     def from_pretrained(cls, ref: str | os.PathLike, device: str | torch.device = "auto",
                         musicgen: str | None = None, *, subfolder: str | None = None,
-                        revision: str | None = None) -> "VideoBGM":
+                        revision: str | None = None, precision: str = "fp32") -> "VideoBGM":
         """Load a model: a folder (ours, or a thesis folder with configuration.yml + lm_final.pt), a hub
         repo id (with ``subfolder`` and ``revision``), or a checkpoint name such as ``nature_small``.
 
-        ``musicgen`` (a hub id or folder) overrides the MusicGen the model names.
+        ``musicgen`` (a hub id or folder) overrides the MusicGen the model names. ``precision``:
+        "fp32" (default) or "bf16" for MusicGen's decoder (``MusicGen.from_pretrained``).
         """
         device = resolve_device(device) if isinstance(device, str) else device
         folder = locate_model(ref, subfolder=subfolder, revision=revision)
@@ -106,7 +107,7 @@ class VideoBGM:
 
         frame_encoder = build_frame_encoder(config.frame_encoder, folder, parts.frame_state).to(device)
         _require_cached(config.musicgen, config.musicgen_revision, "MusicGen")
-        mg = MusicGen.from_pretrained(config.musicgen, config.musicgen_revision, device)
+        mg = MusicGen.from_pretrained(config.musicgen, config.musicgen_revision, device, precision=precision)
         check_dimensions(config, frame_encoder, mg, where=folder)
         if parts.adapter is not None:
             try:
