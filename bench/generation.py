@@ -12,14 +12,23 @@ Prints:
   pipeline / bare generate   our VideoBGM.generate(video) (frames, CLIP, temporal transformer,
                              guided sampling, EnCodec) over MusicgenForConditionalGeneration.generate
                              (same guidance, top-k, frames, EnCodec decode) on the same weights
+  our step / weight floor    our guided sampling step over one pass of one token through every
+                             decoder Linear layer a step uses (fp32), the floor the issue set
+  our step / memory read     the same step over merely summing those weights' bytes (memory bandwidth)
+  bf16 / fp32 pipeline       the whole pipeline with MusicGen's decoder in bfloat16 over float32
+  video conditioning share   frame decoding + CLIP + temporal transformer, share of our pipeline
   per-second seeking / ours  opening the video and seeking once per sampled second, over
                              media.sample_frames (one reader, decoding only the sampled frames)
+  peak RSS                   (--memory S) a fresh process generating S seconds of music, in GB
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -55,6 +64,54 @@ def seek_per_second(path: str, fps: float, duration: float) -> int:
     return count
 
 
+def build_pipeline(work: Path, device: torch.device, precision: str = "fp32"):
+    """VideoBGM with musicgen-small and CLIP ViT-B/32 shapes, random weights; and its config."""
+    from video_bgm.config import FrameEncoderConfig, TemporalConfig, VideoModelConfig
+    from video_bgm.frames import CLIPFrameEncoder
+    from video_bgm.musicgen import PRECISIONS, MusicGen
+    from video_bgm.pipeline import VideoBGM
+    from video_bgm.random_models import musicgen_config, random_musicgen, save_clip
+    from video_bgm.temporal import TemporalTransformer
+
+    hf_model = random_musicgen(musicgen_config("small"))
+    hf_model.decoder.to(PRECISIONS[precision])
+    musicgen = MusicGen(hf_model.to(device), name=f"musicgen-small (random, {precision})")
+    config = VideoModelConfig(musicgen="facebook/musicgen-small", fps=1.0,
+                              frame_encoder=FrameEncoderConfig(kind="clip", name=str(work / "clip")),
+                              temporal=TemporalConfig())
+    clip = work / "clip"
+    frame_encoder = CLIPFrameEncoder(str(clip if clip.exists() else save_clip(clip, "base-patch32"))).to(device)
+    torch.manual_seed(0)
+    return VideoBGM(config, frame_encoder, TemporalTransformer(config.temporal).to(device).eval(), musicgen)
+
+
+def step_linears(decoder) -> list:
+    """The decoder Linear layers one sampling step reads (cross-attention keys/values are cached)."""
+    return [module for name, module in decoder.named_modules() if isinstance(module, torch.nn.Linear)
+            and not (".encoder_attn.k_proj" in name or ".encoder_attn.v_proj" in name)]
+
+
+def weight_floor(linears: list, device: torch.device) -> tuple[float, float]:
+    """Seconds for one token through every layer (fp32, F.linear) and for summing their weights."""
+    inputs = {m.in_features: torch.randn(1, m.in_features, device=device) for m in linears}
+    with torch.no_grad():
+        one_token = timed(lambda: [m(inputs[m.in_features]) for m in linears], 5)[0]
+        read = timed(lambda: [m.weight.sum() for m in linears], 5)[0]
+    return one_token, read
+
+
+def peak_rss_child(seconds: float) -> None:
+    """Run in a fresh process: generate ``seconds`` of music, print the peak resident memory."""
+    from video_bgm.config import GenerationParams
+    from video_bgm.synthetic import write_test_video
+
+    work = Path(tempfile.mkdtemp(prefix="bench-memory-"))
+    video = write_test_video(work / "clip.mp4", duration=seconds, fps=30, size=(640, 360))
+    model = build_pipeline(work, torch.device("cpu"))
+    model.generate(video, GenerationParams(seed=0))
+    print(f"peak_rss_gb {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.3f}")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--duration", type=float, default=10.0, help="seconds of video and music (default 10)")
@@ -62,16 +119,17 @@ def main(argv=None) -> None:
     p.add_argument("--top-k", type=int, default=250)
     p.add_argument("--repeats", type=int, default=1, help="timed runs of each generation (best is kept)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--memory", type=float, default=0.0, metavar="S",
+                   help="also measure the peak RSS of a fresh CPU process generating S seconds (e.g. 30)")
+    p.add_argument("--rss-child", type=float, default=0.0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.rss_child:
+        return peak_rss_child(args.rss_child)
 
     from video_bgm import media
-    from video_bgm.config import FrameEncoderConfig, GenerationParams, TemporalConfig, VideoModelConfig
-    from video_bgm.frames import CLIPFrameEncoder
-    from video_bgm.musicgen import MusicGen
-    from video_bgm.pipeline import VideoBGM
-    from video_bgm.random_models import musicgen_config, random_musicgen, save_clip
+    from video_bgm.config import GenerationParams
+    from video_bgm.random_models import musicgen_config, random_musicgen
     from video_bgm.synthetic import write_test_video
-    from video_bgm.temporal import TemporalTransformer
 
     device = torch.device(args.device)
     work = Path(tempfile.mkdtemp(prefix="bench-generation-"))
@@ -81,14 +139,11 @@ def main(argv=None) -> None:
     print(f"clip: {args.duration:g} s 640x360 30 fps H.264; guidance {args.guidance_scale}, top-k {args.top_k}")
 
     print("building musicgen-small and CLIP ViT-B/32 shapes with random weights ...", flush=True)
+    model = build_pipeline(work, device)
+    bf16_model = build_pipeline(work, device, precision="bf16")
+    # transformers' own model, never touched by our decoding (packing changes a model in place)
     hf_model = random_musicgen(musicgen_config("small")).to(device)
-    musicgen = MusicGen(hf_model, name="musicgen-small (random)")
-    config = VideoModelConfig(musicgen="facebook/musicgen-small", fps=1.0,
-                              frame_encoder=FrameEncoderConfig(kind="clip", name=str(work / "clip")),
-                              temporal=TemporalConfig())
-    frame_encoder = CLIPFrameEncoder(str(save_clip(work / "clip", "base-patch32"))).to(device)
-    torch.manual_seed(0)
-    model = VideoBGM(config, frame_encoder, TemporalTransformer(config.temporal).to(device).eval(), musicgen)
+    musicgen = model.musicgen
     params = GenerationParams(guidance_scale=args.guidance_scale, top_k=args.top_k, seed=0)
 
     stages: dict[str, float] = {}
@@ -102,7 +157,7 @@ def main(argv=None) -> None:
 
     # Same conditioning shape for the bare path: the video tokens, in T5 space, doubled for guidance.
     num_frames = int(args.duration * musicgen.frame_rate + 0.999)
-    tokens = int(args.duration * config.fps + 0.999)
+    tokens = int(args.duration * model.config.fps + 0.999)
     cond = torch.randn(1, tokens, musicgen.text_dim, device=device)
     mask = torch.ones(1, tokens, dtype=torch.long, device=device)
 
@@ -114,34 +169,48 @@ def main(argv=None) -> None:
             guidance_scale=args.guidance_scale, top_k=args.top_k,
             max_new_tokens=num_frames + musicgen.num_codebooks - 1)
 
-    def pipeline():
+    def pipeline(which):
         stages.clear()
         last["stage"] = None
-        result = model.generate(video, params, progress=progress)
+        result = which.generate(video, params, progress=progress)
         progress("done", 0, 0)
-        return result
+        return result, dict(stages)
 
     print("warm-up ...", flush=True)
     short = GenerationParams(guidance_scale=args.guidance_scale, top_k=args.top_k, seed=0, duration=0.5)
     model.generate(video, short)
+    bf16_model.generate(video, short)
     with torch.no_grad():
-        ours, result = timed(pipeline, args.repeats)
+        ours, (result, ours_stages) = timed(lambda: pipeline(model), args.repeats)
         bare, audio = timed(bare_generate, args.repeats)
+        bf16, (_, bf16_stages) = timed(lambda: pipeline(bf16_model), args.repeats)
     assert result.audio.shape[-1] == round(args.duration * musicgen.sample_rate)
+    one_token, read = weight_floor(step_linears(hf_model.decoder), device)
 
-    fps = config.fps
+    fps = model.config.fps
     naive, _ = timed(lambda: seek_per_second(video, fps, args.duration), 3)
     sampled, _ = timed(lambda: media.sample_frames(video, fps), 3)
 
     steps = num_frames + musicgen.num_codebooks - 1
-    conditioning = stages.get("frames", 0.0) + stages.get("encoding", 0.0)
+    step = ours_stages.get("generating", 0.0) / steps
+    conditioning = ours_stages.get("frames", 0.0) + ours_stages.get("encoding", 0.0)
     print()
-    print(f"{'pipeline / bare generate':28s} {ours / bare:6.3f}x   ({ours:.1f} s vs {bare:.1f} s for {steps} steps; "
-          f"sampling loop alone {1000 * stages.get('generating', 0.0) / steps:.0f} ms/step)")
-    print(f"{'video conditioning share':28s} {conditioning / ours:6.3f}    (frames {stages.get('frames', 0):.2f} s, "
-          f"CLIP + temporal {stages.get('encoding', 0):.2f} s, decode {stages.get('decoding', 0):.2f} s)")
+    print(f"{'pipeline / bare generate':28s} {ours / bare:6.3f}x   ({ours:.1f} s vs {bare:.1f} s for {steps} steps)")
+    print(f"{'our step / weight floor':28s} {step / one_token:6.3f}x   ({1000 * step:.0f} ms/step with guidance vs "
+          f"{1000 * one_token:.0f} ms for one token through every decoder Linear a step uses)")
+    print(f"{'our step / memory read':28s} {step / read:6.3f}x   (vs {1000 * read:.0f} ms summing those weights)")
+    print(f"{'bf16 / fp32 pipeline':28s} {bf16 / ours:6.3f}x   ({bf16:.1f} s; sampling "
+          f"{1000 * bf16_stages.get('generating', 0.0) / steps:.0f} ms/step)")
+    print(f"{'video conditioning share':28s} {conditioning / ours:6.3f}    (frames {ours_stages.get('frames', 0):.2f} s, "
+          f"CLIP + temporal {ours_stages.get('encoding', 0):.2f} s, decode {ours_stages.get('decoding', 0):.2f} s)")
     print(f"{'per-second seeking / ours':28s} {naive / sampled:6.3f}x   ({naive:.2f} s vs {sampled:.2f} s for "
           f"{int(args.duration * fps)} frames)")
+    if args.memory:
+        del model, bf16_model, hf_model
+        out = subprocess.run([sys.executable, __file__, "--rss-child", str(args.memory)], capture_output=True,
+                             text=True, check=True).stdout
+        rss = float(out.split("peak_rss_gb")[-1])
+        print(f"{'peak RSS':28s} {rss:6.2f} GB for {args.memory:g} s of music (fresh CPU process, whole pipeline)")
 
 
 if __name__ == "__main__":
