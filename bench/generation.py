@@ -19,7 +19,8 @@ Prints:
   video conditioning share   frame decoding + CLIP + temporal transformer, share of our pipeline
   per-second seeking / ours  opening the video and seeking once per sampled second, over
                              media.sample_frames (one reader, decoding only the sampled frames)
-  peak RSS                   (--memory S) a fresh process generating S seconds of music, in GB
+  peak RSS                   (--memory S) a fresh process loading the model from disk (from_pretrained)
+                             and generating S seconds of music, in GB
 """
 
 from __future__ import annotations
@@ -100,14 +101,23 @@ def weight_floor(linears: list, device: torch.device) -> tuple[float, float]:
     return one_token, read
 
 
-def peak_rss_child(seconds: float) -> None:
-    """Run in a fresh process: generate ``seconds`` of music, print the peak resident memory."""
+def save_model_folder(work: Path) -> Path:
+    """A model folder on disk as users have it: musicgen-small and CLIP folders it names, random weights."""
+    from video_bgm.random_models import save_musicgen
+
+    model = build_pipeline(work, torch.device("cpu"))
+    model.config.musicgen = str(save_musicgen(work / "musicgen-small", "small"))
+    return model.save_pretrained(work / "model")
+
+
+def peak_rss_child(folder: str, seconds: float) -> None:
+    """Run in a fresh process: load the model folder, generate ``seconds`` of music, print the peak RSS."""
     from video_bgm.config import GenerationParams
+    from video_bgm.pipeline import VideoBGM
     from video_bgm.synthetic import write_test_video
 
-    work = Path(tempfile.mkdtemp(prefix="bench-memory-"))
-    video = write_test_video(work / "clip.mp4", duration=seconds, fps=30, size=(640, 360))
-    model = build_pipeline(work, torch.device("cpu"))
+    video = write_test_video(Path(folder).parent / "memory.mp4", duration=seconds, fps=30, size=(640, 360))
+    model = VideoBGM.from_pretrained(folder, device="cpu")
     model.generate(video, GenerationParams(seed=0))
     print(f"peak_rss_gb {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.3f}")
 
@@ -121,10 +131,10 @@ def main(argv=None) -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--memory", type=float, default=0.0, metavar="S",
                    help="also measure the peak RSS of a fresh CPU process generating S seconds (e.g. 30)")
-    p.add_argument("--rss-child", type=float, default=0.0, help=argparse.SUPPRESS)
+    p.add_argument("--rss-child", nargs=2, metavar=("FOLDER", "S"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.rss_child:
-        return peak_rss_child(args.rss_child)
+        return peak_rss_child(args.rss_child[0], float(args.rss_child[1]))
 
     from video_bgm import media
     from video_bgm.config import GenerationParams
@@ -207,10 +217,12 @@ def main(argv=None) -> None:
           f"{int(args.duration * fps)} frames)")
     if args.memory:
         del model, bf16_model, hf_model
-        out = subprocess.run([sys.executable, __file__, "--rss-child", str(args.memory)], capture_output=True,
-                             text=True, check=True).stdout
+        folder = save_model_folder(work)
+        out = subprocess.run([sys.executable, __file__, "--rss-child", str(folder), str(args.memory)],
+                             capture_output=True, text=True, check=True).stdout
         rss = float(out.split("peak_rss_gb")[-1])
-        print(f"{'peak RSS':28s} {rss:6.2f} GB for {args.memory:g} s of music (fresh CPU process, whole pipeline)")
+        print(f"{'peak RSS':28s} {rss:6.2f} GB for {args.memory:g} s of music (fresh CPU process loading "
+              f"the model folder, whole pipeline)")
 
 
 if __name__ == "__main__":
