@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from conftest import PYTHON, REPO, run_script, streams, video_packets
 from video_bgm import app_support, media
@@ -187,6 +188,13 @@ def test_model_cache_loads_each_model_once_per_device():
     assert calls == [("a", "cpu"), ("a", "cuda"), ("b", "cpu")]
     assert cache.is_loaded("a", "cpu") and not cache.is_loaded("c", "cpu")
     assert cache.lock("cpu") is cache.lock("cpu") and cache.lock("cpu") is not cache.lock("cuda")
+
+
+def test_model_cache_loads_in_the_servers_precision(tiny_bundle):
+    """``app.py --precision bf16``: the cache's default loader gives MusicGen a bfloat16 decoder."""
+    ref = str(tiny_bundle["video-encoder"])
+    assert ModelCache(precision="bf16").get(ref, "cpu").musicgen.dtype == torch.bfloat16
+    assert ModelCache().get(ref, "cpu").musicgen.dtype == torch.float32
 
 
 def test_generate_variations(tmp_path, tiny_model, clip_3s):
