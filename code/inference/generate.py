@@ -26,7 +26,7 @@ from video_bgm.config import GenerationParams
 from video_bgm.errors import UserInputError
 from video_bgm.pipeline import VideoBGM
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm")
+VIDEO_SUFFIXES = tuple(media.OUTPUT_FORMATS)  # the containers we write
 
 
 def parse_args(argv=None):
