@@ -1,9 +1,11 @@
 """Fast decoding: per-step logits against transformers' own forward, packed weights, bf16, CUDA."""
 
+import sys
+
 import pytest
 import torch
 
-from video_bgm.decoding import PackedLinear, Stepper, can_pack
+from video_bgm.decoding import PackedLinear, Stepper, can_pack, pack_linears
 from video_bgm.musicgen import MusicGen
 from video_bgm.random_models import musicgen_config, random_musicgen
 
@@ -101,6 +103,42 @@ def test_packing_keeps_the_training_loss_and_its_gradients():
     torch.testing.assert_close(grad_a, grad_b, rtol=1e-4, atol=1e-6)
     with torch.no_grad():
         torch.testing.assert_close(packed.loss(condition, mask.bool(), codes), loss_b, rtol=1e-5, atol=1e-5)
+
+
+def _mapped_kib(path) -> int:
+    """Resident KiB of this process's memory mappings of ``path`` (/proc/self/smaps)."""
+    total, inside = 0, False
+    for line in open("/proc/self/smaps"):
+        fields = line.split()
+        if "-" in fields[0] and len(fields) >= 5:  # a mapping's header line
+            inside = len(fields) >= 6 and fields[5] == str(path)
+        elif inside and fields[0] == "Rss:":
+            total += int(fields[1])
+    return total
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not torch.backends.mkldnn.is_available(),
+                    reason="pagemap and oneDNN packing")
+def test_packing_a_mapped_checkpoint_does_not_keep_its_pages(tmp_path):
+    """Loaded from disk, the decoder's weights are pages of the mapped checkpoint; once packed,
+    those pages leave the process (else the decoder counts twice), except pages someone changed."""
+    random_musicgen(_config("wide"), seed=3).save_pretrained(tmp_path)
+    mg = MusicGen.from_pretrained(str(tmp_path))
+    checkpoint = tmp_path / "model.safetensors"
+    names = [name for name, m in mg.model.decoder.named_modules() if type(m) is torch.nn.Linear]
+    linears = [mg.model.decoder.get_submodule(name) for name in names]
+    changed = linears[0].weight  # changed in memory and still held: its pages must stay
+    changed.mul_(2)
+    expected = changed.clone()
+    for linear in linears:
+        linear.weight.sum()  # every weight read: its pages are resident
+    before = _mapped_kib(checkpoint)
+    assert pack_linears(mg.model.decoder, rows=2) == len(linears)
+    released = sum(m.weight.numel() * 4 for m in linears[1:]) // 1024
+    assert before - _mapped_kib(checkpoint) >= 0.95 * released
+    assert torch.equal(changed, expected)
+    # a released weight still held here reads back from the file: the same numbers that were packed
+    assert torch.equal(linears[-1].weight, mg.model.decoder.get_submodule(names[-1]).weight)
 
 
 def test_bf16_per_step_logits_stay_close_to_fp32():

@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from video_bgm import musicgen
 from video_bgm.musicgen import MusicGen, sample
 from video_bgm.random_models import musicgen_config, random_musicgen
 
@@ -119,6 +120,22 @@ def test_encode_decode_shapes(mg):
     codes = mg.encode_audio(wav)
     assert codes.shape == (1, mg.num_codebooks, 50)
     assert mg.decode(codes).shape == (1, mg.audio_channels, 32000)
+
+
+def test_long_codes_decode_in_chunks_like_one_decode(mg, monkeypatch):
+    """Memory: EnCodec never decodes more than a chunk and its context at once; sound: the
+    crossfaded chunks are the one-piece decode (the same codes decoded twice at each seam)."""
+    monkeypatch.setattr(musicgen, "DECODE_CHUNK", 1.0)
+    codes = torch.randint(0, 64, (1, mg.num_codebooks, 263), generator=torch.Generator().manual_seed(0))
+    whole = mg._decode(codes)
+    seen = []
+    codec_decode = mg.model.audio_encoder.decode
+    monkeypatch.setattr(mg.model.audio_encoder, "decode", lambda c, *a: seen.append(c.shape[-1]) or codec_decode(c, *a))
+    chunked = mg.decode(codes)
+    longest = round((1.0 + 2 * musicgen.DECODE_CONTEXT) * mg.frame_rate)
+    assert len(seen) >= 6 * (2 if mg.audio_channels == 2 else 1) and max(seen) <= longest
+    assert chunked.shape == whole.shape == (1, mg.audio_channels, 263 * 640)
+    assert (chunked - whole).abs().max() <= 1e-3 * whole.abs().max()
 
 
 def test_sample_top_k_and_top_p_restrict_support():

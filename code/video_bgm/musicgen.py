@@ -12,6 +12,7 @@ Codes are ``[B, K, F]``: K codebooks (interleaved left/right for stereo models) 
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -24,6 +25,12 @@ from .refs import first_line, load_pretrained
 
 ProgressFn = Callable[[int, int], None]  # (steps done, total steps)
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+# EnCodec's decoder holds ~40 MB of activations per second of 32 kHz audio, so long code
+# sequences are decoded in chunks of about DECODE_CHUNK seconds, each with DECODE_CONTEXT seconds
+# of codes on either side (its LSTM and convolutions warm up on them), crossfaded over SEAM_FADE.
+DECODE_CHUNK = 10.0
+DECODE_CONTEXT = 2.0
+SEAM_FADE = 0.5
 
 
 class MusicGen:
@@ -249,7 +256,35 @@ class MusicGen:
     # --- codec -------------------------------------------------------------------------------
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """Codes [B, K, F] -> waveform [B, C, F * sample_rate / frame_rate] (float, about [-1, 1])."""
+        """Codes [B, K, F] -> waveform [B, C, F * sample_rate / frame_rate] (float, about [-1, 1]).
+
+        Longer than ``DECODE_CHUNK`` seconds: decoded in about equal chunks, each with
+        ``DECODE_CONTEXT`` seconds of the codes around it, and joined with raised-cosine
+        crossfades between two decodes of the same codes (memory stays that of one chunk).
+        """
+        frames = codes.shape[-1]
+        chunks = math.ceil(frames / round(DECODE_CHUNK * self.frame_rate))
+        if chunks <= 1:
+            return self._decode(codes)
+        context, half = round(DECODE_CONTEXT * self.frame_rate), round(SEAM_FADE * self.frame_rate / 2)
+        per_frame = round(self.sample_rate / self.frame_rate)
+        fade_in = raised_cosine(2 * half * per_frame).to(codes.device)
+        bounds = [round(j * frames / chunks) for j in range(chunks + 1)]
+        out = None
+        for a, b in zip(bounds, bounds[1:]):
+            lo, hi = max(0, a - context), min(frames, b + context)
+            first, last = max(0, a - half), min(frames, b + half)  # this chunk's share, seams included
+            audio = self._decode(codes[..., lo:hi])[..., (first - lo) * per_frame : (last - lo) * per_frame]
+            if a > 0:
+                audio[..., : fade_in.shape[0]] *= fade_in
+            if b < frames:
+                audio[..., -fade_in.shape[0]:] *= 1 - fade_in
+            if out is None:
+                out = audio.new_zeros(*audio.shape[:2], frames * per_frame)
+            out[..., first * per_frame : last * per_frame] += audio
+        return out
+
+    def _decode(self, codes: torch.Tensor) -> torch.Tensor:
         codec = self.model.audio_encoder
         scales = [None] * codes.shape[0]
         if self.audio_channels == 1:
@@ -270,6 +305,13 @@ class MusicGen:
             return encode(wav[:, :1])
         left, right = encode(wav[:, :1]), encode(wav[:, -1:])
         return torch.stack([left, right], dim=2).flatten(1, 2)  # interleave: L0 R0 L1 R1 ...
+
+
+def raised_cosine(samples: int) -> torch.Tensor:
+    """A fade-in ramp 0 -> 1 over ``samples``: sin^2, so a fade-in and the matching fade-out
+    (1 - ramp) sum to exactly 1 (the two decodes of one seam are of the same codes: correlated)."""
+    t = (torch.arange(samples, dtype=torch.float64) + 0.5) / samples
+    return (torch.sin(0.5 * math.pi * t) ** 2).float()
 
 
 def sample(logits: torch.Tensor, temperature: float, top_k: int, top_p: float,

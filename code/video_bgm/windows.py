@@ -40,10 +40,10 @@ import numpy as np
 import torch
 
 from . import frame_window, media
+from .musicgen import DECODE_CONTEXT, raised_cosine
 
 DEFAULT_WINDOW = 30.0  # s: MusicGen's training window
 DEFAULT_OVERLAP = 10.0  # s of music each window continues (the prompt)
-DECODE_CONTEXT = 2.0  # s of earlier codes decoded again with each window (at most the overlap)
 
 # (stage, done, total), as the pipeline reports: "window" (k, n) when window k of n starts,
 # "generating" (steps done, steps in the whole piece).
@@ -140,7 +140,7 @@ def generate(musicgen, condition_for: ConditionFn, num_frames: int, window: floa
         if last:
             report("decoding", 1, 1)
         if held is not None:
-            ramp = _fade_in(fade * per_frame)
+            ramp = raised_cosine(fade * per_frame).numpy()
             lo = warmup * per_frame
             overlap_part = audio[:, lo : lo + fade * per_frame]
             yield (held * (1 - ramp) + overlap_part * ramp).astype(np.float32)
@@ -153,12 +153,6 @@ def generate(musicgen, condition_for: ConditionFn, num_frames: int, window: floa
             held = audio[:, keep : keep + fade * per_frame].copy()
         recent, recent_start = codes, w.start
         del audio, codes, new, condition, mask  # nothing of this window outlives it but `recent` and `held`
-
-
-def _fade_in(samples: int) -> np.ndarray:
-    """A raised-cosine ramp 0 -> 1 over ``samples``: sin^2, so fade-in + fade-out sum to exactly 1."""
-    t = (np.arange(samples, dtype=np.float64) + 0.5) / samples
-    return (np.sin(0.5 * np.pi * t) ** 2).astype(np.float32)
 
 
 def render(chunks: Iterator[np.ndarray], channels: int, samples: int) -> np.ndarray:
