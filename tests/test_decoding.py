@@ -5,6 +5,7 @@ import sys
 import pytest
 import torch
 
+from video_bgm import mapped_pages
 from video_bgm.decoding import PackedLinear, Stepper, can_pack, pack_linears
 from video_bgm.musicgen import MusicGen
 from video_bgm.random_models import musicgen_config, random_musicgen
@@ -139,6 +140,27 @@ def test_packing_a_mapped_checkpoint_does_not_keep_its_pages(tmp_path):
     assert torch.equal(changed, expected)
     # a released weight still held here reads back from the file: the same numbers that were packed
     assert torch.equal(linears[-1].weight, mg.model.decoder.get_submodule(names[-1]).weight)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pagemap")
+def test_a_frame_encoder_hands_back_its_mapped_pages_and_still_encodes_the_same(tmp_path):
+    """What generation does after each window's frames are encoded (windows.video_condition)."""
+    from video_bgm.frames import CLIPFrameEncoder
+    from video_bgm.random_models import clip_image_processor, clip_vision_config, random_clip
+
+    config = clip_vision_config("tiny")
+    config.hidden_size, config.intermediate_size = 256, 1024  # weights of many whole pages
+    folder = tmp_path / "clip"
+    random_clip(config).save_pretrained(folder)
+    clip_image_processor(config.image_size).save_pretrained(folder)
+    encoder = CLIPFrameEncoder(str(folder))
+    frames = torch.randint(0, 256, (3, 40, 48, 3), dtype=torch.uint8)
+    first = encoder.encode(frames)
+    checkpoint = folder / "model.safetensors"
+    before = _mapped_kib(checkpoint)
+    assert mapped_pages.release_module(encoder) > 0
+    assert _mapped_kib(checkpoint) <= 0.1 * before
+    torch.testing.assert_close(encoder.encode(frames), first, rtol=0, atol=0)
 
 
 def test_bf16_per_step_logits_stay_close_to_fp32():

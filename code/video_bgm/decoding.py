@@ -16,16 +16,14 @@ guidance there are two rows (conditional and null). What keeps a step near that 
 
 from __future__ import annotations
 
-import ctypes
-import mmap
-import struct
-import sys
 import warnings
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer, EncoderDecoderCache, StaticCache
+
+from . import mapped_pages
 
 
 def can_pack(model: nn.Module) -> bool:
@@ -74,41 +72,8 @@ def pack_linears(module: nn.Module, rows: int) -> int:
     for parent, name in targets:
         linear = getattr(parent, name)
         setattr(parent, name, PackedLinear(linear, rows))
-        _release_mapped_pages(linear.weight)
+        mapped_pages.release(linear.weight)  # loaded from disk: else the decoder would count twice
     return len(targets)
-
-
-MADV_DONTNEED = 4  # Linux
-_PRESENT, _SWAPPED, _FILE_OR_SHARED = 1 << 63, 1 << 62, 1 << 61  # /proc/self/pagemap entry bits
-
-
-def _release_mapped_pages(weight: torch.Tensor) -> bool:
-    """Give back the pages of a packed-away weight that lives in a memory-mapped checkpoint (Linux).
-
-    transformers maps safetensors files into memory; every page packing reads stays in this
-    process's RSS as long as the mapping does, i.e. as long as any weight of the file lives, which
-    would count the decoder twice (mapped and packed). Pages are dropped only if every one of
-    them is an unmodified page of a file (pagemap says so): anyone still holding the weight reads
-    the same bytes back from the file, so nothing can change.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    storage = weight.untyped_storage()
-    page = mmap.PAGESIZE
-    first = -(-storage.data_ptr() // page) * page  # only pages wholly inside the weight
-    last = (storage.data_ptr() + storage.nbytes()) // page * page
-    if last <= first:
-        return False
-    try:
-        with open("/proc/self/pagemap", "rb") as pagemap:
-            pagemap.seek(first // page * 8)
-            entries = struct.unpack(f"{(last - first) // page}Q", pagemap.read((last - first) // page * 8))
-    except OSError:
-        return False
-    if any(e & _SWAPPED or (e & _PRESENT and not e & _FILE_OR_SHARED) for e in entries):
-        return False  # a private (modified or anonymous) page: its bytes exist nowhere else
-    libc = ctypes.CDLL(None, use_errno=True)
-    return libc.madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), MADV_DONTNEED) == 0
 
 
 class PreallocatedLayer(DynamicLayer):

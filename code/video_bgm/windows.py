@@ -39,7 +39,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from . import frame_window, media
+from . import frame_window, mapped_pages, media
 from .musicgen import DECODE_CONTEXT, raised_cosine
 
 DEFAULT_WINDOW = 30.0  # s: MusicGen's training window
@@ -193,6 +193,9 @@ def video_condition(model, video, info: media.VideoInfo, prompt: str | None = No
             report("frames", 1, 1)
             report("encoding", 0, 1)
         features, frame_mask = frame_window.fit(model.frame_encoder.encode(frames), model.config)  # (T, F), (T,)
+        # The frame encoder runs once per window: its weights' pages need not stay resident while
+        # MusicGen samples (the next window reads them back from the page cache).
+        mapped_pages.release_module(model.frame_encoder)
         condition = model.condition(features[None], frame_mask[None], prompt)
         if calls == 1:
             report("encoding", 1, 1)
