@@ -67,7 +67,7 @@ def seek_per_second(path: str, fps: float, duration: float) -> int:
 
 
 def build_pipeline(work: Path, device: torch.device, precision: str = "fp32"):
-    """VideoBGM with musicgen-small and CLIP ViT-B/32 shapes, random weights; and its config."""
+    """VideoBGM with musicgen-small and CLIP ViT-B/32 shapes, random weights (decoder in ``precision``)."""
     from video_bgm.config import FrameEncoderConfig, TemporalConfig, VideoModelConfig
     from video_bgm.frames import CLIPFrameEncoder
     from video_bgm.musicgen import PRECISIONS, MusicGen
@@ -109,7 +109,8 @@ def step_rounds(musicgen, linears: list, device: torch.device, context: int, rou
     g = torch.Generator(device=device).manual_seed(0)
     condition = musicgen.project_text(torch.randn(1, 10, musicgen.text_dim, device=device))
     mask = torch.ones(1, 10, dtype=torch.bool, device=device)
-    prompt = torch.randint(0, 2048, (1, musicgen.num_codebooks, context), generator=g, device=device)
+    vocab = musicgen.model.config.decoder.vocab_size
+    prompt = torch.randint(0, vocab, (1, musicgen.num_codebooks, context), generator=g, device=device)
     out = []
     for _ in range(rounds):
         ticks = []

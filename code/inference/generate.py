@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from video_bgm import batch, hub, loudness, media
-from video_bgm.cli import ArgumentParser, StageProgress, run
+from video_bgm.cli import ArgumentParser, StageProgress, add_precision_argument, run
 from video_bgm.config import GenerationParams
 from video_bgm.errors import UserInputError
 from video_bgm.pipeline import VideoBGM
@@ -64,9 +64,7 @@ def parse_args(argv=None):
                    help="with --keep-original-audio: lower the music by DB dB more while the original is loud "
                         "(default 6; 0: off)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if present")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
-                   help="MusicGen decoder precision (default fp32; bf16 halves its memory and is faster on GPUs "
-                        "and CPUs with native bfloat16, see the README's Performance section)")
+    add_precision_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p.parse_args(argv)
 

@@ -19,6 +19,15 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def add_precision_argument(parser: argparse.ArgumentParser) -> None:
+    """``--precision``, as generate.py and app.py offer it (the names ``MusicGen.from_pretrained`` takes)."""
+    from .musicgen import PRECISIONS
+
+    parser.add_argument("--precision", default="fp32", choices=list(PRECISIONS),
+                        help="MusicGen decoder precision (default fp32; bf16 halves its memory and is faster on "
+                             "GPUs and CPUs with native bfloat16, see the README's Performance section)")
+
+
 def run(main: Callable[[], int | None], prog: str) -> None:
     """Run ``main``; a ``UserInputError`` becomes one line on stderr and exit code 1."""
     quiet_libraries()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from video_bgm import app_support
 from video_bgm.app_support import Limits, ModelCache, ModelList, OutputStore
-from video_bgm.cli import ArgumentParser, quiet_libraries, run
+from video_bgm.cli import ArgumentParser, add_precision_argument, quiet_libraries, run
 from video_bgm.config import GenerationParams
 from video_bgm.errors import UserInputError
 from video_bgm.loudness import DEFAULT_LOUDNESS, Mix
@@ -42,9 +42,7 @@ def parse_args(argv=None):
     p.add_argument("--models-dir", default=str(REPO / "models"),
                    help="offer every model folder under this folder (default: the repo's models/)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if present")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
-                   help="MusicGen decoder precision (default fp32; bf16 halves its memory and is faster on GPUs "
-                        "and CPUs with native bfloat16, see the README's Performance section)")
+    add_precision_argument(p)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: everyone who can reach it)")
     p.add_argument("--port", type=int, default=7860, help="default 7860")
