@@ -3,9 +3,10 @@
 A sampling step reads every decoder weight once to push one token per row through; with
 guidance there are two rows (conditional and null). What keeps a step near that floor:
 
-- CPU, float32: ``pack_linears`` stores each decoder Linear's weight in oneDNN's packed layout
-  for the step's row count. The generic GEMM reads the weights about once per row at such tiny
-  row counts; the packed kernel reads them once, so guidance costs about one branch.
+- CPU, float32: ``use_few_row_kernel`` makes each decoder Linear run ``gemv``'s kernel for a
+  step's few rows. BLAS and oneDNN GEMMs stream the weights well below memory bandwidth at such
+  row counts (the generic one even reads them about once per row); the kernel reads them once
+  for all rows, so guidance costs about one branch.
 - ``Stepper`` keeps the self-attention keys/values in buffers allocated once per generation
   (transformers' ``DynamicCache`` concatenates, copying the whole cache every step), and the
   conditioning's cross-attention keys/values are computed at the first step only.
@@ -23,56 +24,37 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer, EncoderDecoderCache, StaticCache
 
-from . import mapped_pages
+from . import gemv
 
 
-def can_pack(model: nn.Module) -> bool:
-    """Packed weights need a float32 model on the CPU and a torch built with oneDNN."""
-    param = next(model.parameters())
-    return (param.device.type == "cpu" and param.dtype == torch.float32 and torch.backends.mkldnn.is_available()
-            and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
+class FewRowLinear(nn.Linear):
+    """A frozen ``nn.Linear`` whose few-row calls (a decoding step) run ``gemv.linear``.
 
-
-class PackedLinear(nn.Module):
-    """A frozen ``nn.Linear`` whose weight lives in oneDNN's packed layout (CPU, float32).
-
-    ``rows`` is the row count the layout is tuned for (any count works). The dense weight is
-    released, so packing costs no memory; ``weight`` rebuilds it on demand, and a call that
-    needs gradients (MusicGen's training loss, which differentiates w.r.t. its input) uses it.
+    It holds the original's parameters (nothing is copied, the state dict is unchanged); calls
+    the kernel does not take (many rows, gradients, other devices or dtypes) run ``F.linear``.
     """
 
-    def __init__(self, linear: nn.Linear, rows: int):
-        super().__init__()
-        self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), rows)
-        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach(), requires_grad=False)
-
-    @property
-    def weight(self) -> torch.Tensor:
-        return self.packed.to_dense()
+    def __init__(self, linear: nn.Linear):
+        super().__init__(linear.in_features, linear.out_features, bias=linear.bias is not None, device="meta")
+        self.weight, self.bias = linear.weight, linear.bias
+        self._array, self._array_of = None, None  # the weight's array view, and which storage it views
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.requires_grad and torch.is_grad_enabled():
-            return F.linear(x, self.weight, self.bias)
-        # the op's overload itself: its dispatch by name costs microseconds, times ~200 calls a step
-        y = torch.ops.mkldnn._linear_pointwise.default(x.reshape(-1, self.in_features), self.packed, self.bias,
-                                                       "none", [], "")
-        return y.view(*x.shape[:-1], self.out_features)
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, packed"
+        if gemv.supports(x, self.in_features):
+            if self._array_of != self.weight.data_ptr():  # first call, or the weight was moved or replaced
+                self._array, self._array_of = gemv.weight_array(self.weight), self.weight.data_ptr()
+            if self._array is not None:
+                y = gemv.linear(x, self._array)
+                return y if self.bias is None else y + self.bias
+        return F.linear(x, self.weight, self.bias)
 
 
-def pack_linears(module: nn.Module, rows: int) -> int:
-    """Replace every ``nn.Linear`` under ``module`` with a ``PackedLinear``; returns how many."""
-    # Names first, then one layer at a time: each dense weight is freed as soon as its packed copy
-    # exists, so packing never holds two copies of the decoder.
+def use_few_row_kernel(module: nn.Module) -> int:
+    """Make every plain ``nn.Linear`` under ``module`` a ``FewRowLinear``; returns how many."""
     targets = [(parent, name) for parent in module.modules()
                for name, child in parent.named_children() if type(child) is nn.Linear]
     for parent, name in targets:
-        linear = getattr(parent, name)
-        setattr(parent, name, PackedLinear(linear, rows))
-        mapped_pages.release(linear.weight)  # loaded from disk: else the decoder would count twice
+        setattr(parent, name, FewRowLinear(getattr(parent, name)))
     return len(targets)
 
 
@@ -124,6 +106,7 @@ class Stepper:
     def __init__(self, decoder: nn.Module, condition: torch.Tensor, mask: torch.Tensor, capacity: int,
                  static: bool = False, compile: bool = False):
         self.decoder, self.condition, self.mask = decoder, condition, mask
+        gemv.match_torch_threads()
         layers = decoder.config.num_hidden_layers
         if static or compile:
             self_cache: Cache = StaticCache(decoder.config, max_cache_len=capacity)

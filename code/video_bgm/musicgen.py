@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from transformers import MusicgenForConditionalGeneration
 
-from .decoding import Stepper, can_pack, pack_linears
+from .decoding import Stepper, use_few_row_kernel
 from .errors import ModelError
 from .refs import first_line, load_pretrained
 
@@ -37,8 +37,8 @@ class MusicGen:
     """A frozen MusicGen: the training loss, guided sampling of codes, and EnCodec decoding.
 
     ``fast`` (the default) lets generation speed up the decoder (see ``decoding``): on the CPU in
-    float32 its Linear layers are packed in place at the first generation (same numbers, the
-    dense weights are released); on CUDA the cache is static and the one-token step is compiled
+    float32 its Linear layers run a few-row kernel from the first generation on (same weights,
+    not copied); on CUDA the cache is static and the one-token step is compiled
     with CUDA graphs (``static_cache``, ``compile_step``). ``fast=False`` leaves the transformers
     model exactly as given.
     """
@@ -71,7 +71,7 @@ class MusicGen:
 
     @property
     def dtype(self) -> torch.dtype:
-        """The decoder's dtype (its embeddings', which packing leaves alone); conditioning is cast to it."""
+        """The decoder's dtype (its embeddings'); conditioning is cast to it."""
         return self.model.decoder.model.decoder.embed_tokens[0].weight.dtype
 
     @property
@@ -181,8 +181,8 @@ class MusicGen:
 
     def _stepper(self, condition, mask, capacity: int) -> Stepper:
         decoder = self.model.decoder
-        if self.fast and can_pack(decoder):
-            pack_linears(decoder, rows=condition.shape[0])  # no-op once packed
+        if self.fast and self.device.type == "cpu":
+            use_few_row_kernel(decoder)  # no-op once done
         static = self.static_cache if self.static_cache is not None else self.fast and self.device.type == "cuda"
         if not static:
             return Stepper(decoder, condition, mask, capacity)
