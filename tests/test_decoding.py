@@ -198,3 +198,37 @@ def test_compiled_cuda_step_matches_eager():
     expected = _reference_logits(reference, condition, mask, tokens)[:, 3:]
     torch.testing.assert_close(_stepped_logits(stepper, tokens), expected, rtol=1e-3, atol=1e-3)
     assert stepper._compiled is not None, "the compiled step fell back to eager"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pagemap")
+def test_windowed_generation_hands_back_the_decoders_pages_before_decoding(tmp_path):
+    """Memory peaks while EnCodec decodes; the decoder's weights, mapped from disk, are not
+    resident by then, and the next window samples the same music from the same bytes."""
+    from video_bgm import windows
+
+    config = _config("tiny")
+    config.decoder.hidden_size, config.decoder.ffn_dim = 256, 1024  # weights of many whole pages
+    random_musicgen(config, seed=3).save_pretrained(tmp_path)
+    mg = MusicGen.from_pretrained(str(tmp_path))
+    checkpoint = tmp_path / "model.safetensors"
+    decoder_kib = sum(p.numel() * p.element_size() for p in mg.model.decoder.parameters()) // 1024
+    cond = mg.project_text(torch.randn(1, 5, mg.text_dim, generator=torch.Generator().manual_seed(0)))
+    mask = torch.ones(1, 5, dtype=torch.bool)
+    resident = []
+    decode = mg.decode
+
+    def decode_and_measure(codes):
+        resident.append(_mapped_kib(checkpoint))
+        return decode(codes)
+
+    mg.decode = decode_and_measure
+
+    def music():
+        chunks = windows.generate(mg, lambda start, seconds: (cond, mask), 150, window=2.0, overlap=1.0,
+                                  generator=torch.Generator().manual_seed(1), top_k=50)
+        return windows.render(chunks, 1, 150 * 640)
+
+    first = music()
+    assert len(resident) == 2  # two windows, each decoded once
+    assert max(resident) < 0.2 * decoder_kib, (resident, decoder_kib)
+    assert (music() == first).all()

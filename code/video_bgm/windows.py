@@ -129,6 +129,9 @@ def generate(musicgen, condition_for: ConditionFn, num_frames: int, window: floa
             progress=lambda done, _total, before=steps_before: report("generating", before + done, total_steps),
             **sampling)  # (1, K, new_frames)
         steps_before += steps
+        # The decoder samples once per window: its weights' pages need not stay resident while
+        # EnCodec decodes, when memory peaks (the next window reads them back from the page cache).
+        mapped_pages.release_module(musicgen.model.decoder)
         codes = new if prompt is None else torch.cat([prompt, new], dim=2)
         last = w.index == len(windows) - 1
 
