@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 # Above this many rows the weights are reread from L1 often enough that a tiled GEMM wins
-# (measured on 2 AVX2 cores: ahead at 2-4 rows, even at 8, behind from 16).
+# (measured on 2 AVX2 cores against oneDNN's packed GEMM: ahead at 2-4 rows, level at 8, behind
+# from 16).
 MAX_ROWS = 8
 
 # numba's fallback threading layer (when neither OpenMP nor TBB is found) aborts the process on
@@ -25,7 +26,15 @@ MAX_ROWS = 8
 _launch = threading.Lock()
 
 
-@numba.njit(parallel=True, fastmath=True, boundscheck=False, nogil=True, cache=True)
+def _compiled(fn):
+    options = dict(parallel=True, fastmath=True, boundscheck=False, nogil=True)
+    try:
+        return numba.njit(cache=True, **options)(fn)
+    except RuntimeError:  # no writable folder for numba's cache: compile in each process instead
+        return numba.njit(**options)(fn)
+
+
+@_compiled
 def _rows_times_weight_t(x, weight):  # x [R, I], weight [O, I] -> [R, O]
     out = np.empty((x.shape[0], weight.shape[0]), np.float32)
     for o in numba.prange(weight.shape[0]):
@@ -53,8 +62,8 @@ def supports(x: torch.Tensor, in_features: int) -> bool:
 
 
 def linear(x: torch.Tensor, weight: np.ndarray) -> torch.Tensor:
-    """``F.linear(x, weight)`` for an ``x`` that ``supports`` takes; [..., I] -> [..., O]. Per call
-    this costs about 15 us besides the product (F.linear: about 8), ~200 calls a step."""
+    """``F.linear(x, weight)`` for an ``x`` that ``supports`` takes; [..., I] -> [..., O]. The
+    wrapping around the kernel costs about 3 us a call at musicgen-small's sizes (~200 a step)."""
     with _launch:
         out = _rows_times_weight_t(x.reshape(-1, x.shape[-1]).numpy(), weight)
     return torch.from_numpy(out).view(*x.shape[:-1], weight.shape[0])
