@@ -117,6 +117,27 @@ def _mapped_kib(path) -> int:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pagemap")
+def test_handing_back_a_mapped_decoder_keeps_pages_someone_changed(tmp_path):
+    """Unmodified pages of the mapped checkpoint leave the process and read back the same bytes;
+    a weight changed in memory exists nowhere else, so its pages stay."""
+    random_musicgen(_config("wide"), seed=3).save_pretrained(tmp_path)
+    mg = MusicGen.from_pretrained(str(tmp_path))
+    checkpoint = tmp_path / "model.safetensors"
+    linears = [m for m in mg.model.decoder.modules() if type(m) is torch.nn.Linear]
+    changed = linears[0].weight  # changed in memory and still held: its pages must stay
+    changed.mul_(2)
+    expected_changed, expected_last = changed.clone(), linears[-1].weight.clone()
+    for linear in linears:
+        linear.weight.sum()  # every weight read: its pages are resident
+    before = _mapped_kib(checkpoint)
+    assert mapped_pages.release_module(mg.model.decoder) > 0
+    released = sum(m.weight.numel() * 4 for m in linears[1:]) // 1024
+    assert before - _mapped_kib(checkpoint) >= 0.95 * released
+    assert torch.equal(changed, expected_changed)
+    assert torch.equal(linears[-1].weight, expected_last)  # read back from the file
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pagemap")
 def test_a_frame_encoder_hands_back_its_mapped_pages_and_still_encodes_the_same(tmp_path):
     """What generation does after each window's frames are encoded (windows.video_condition)."""
     from video_bgm.frames import CLIPFrameEncoder
