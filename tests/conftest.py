@@ -92,3 +92,26 @@ def run_script(script: str, *args, cwd: Path | None = None, timeout: float = 300
     """Run one of the repo's scripts the way a user does, from ``cwd`` (default: the repo)."""
     return subprocess.run([PYTHON, str(REPO / script) if cwd is None else script, *map(str, args)],
                           cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def full_filesystem(tmp_path):
+    """``make(size_bytes)`` -> a folder on a real tmpfs of that size (unmounted after the test).
+
+    Mounting needs root (CI runs as root); elsewhere the tests that need it skip, saying why.
+    """
+    mounted = []
+
+    def make(size: int) -> Path:
+        folder = tmp_path / f"small-fs-{len(mounted)}"
+        folder.mkdir()
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a small tmpfs here: {result.stderr.strip() or 'mount failed'}")
+        mounted.append(folder)
+        return folder
+
+    yield make
+    for folder in mounted:
+        subprocess.run(["umount", "-l", str(folder)], check=False)

@@ -213,8 +213,14 @@ def test_training_run_writes_a_model_generate_loads_and_resumes_when_rerun(tmp_p
     before = load_file(model / "model.safetensors")
     assert training_main("--config", config) == 0
     assert all(torch.equal(before[k], v) for k, v in load_file(model / "model.safetensors").items())
+    assert _without_time(metrics(run)) == _without_time(rows), "a rerun logs nothing twice"
     assert training_main("--config", config, "--set", "train.max_steps=25") == 0
     assert max(r["step"] for r in metrics(run)) == 25
+    assert [r["split"] for r in metrics(run)].count("test") == 1
+
+
+def _without_time(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "time"} for r in rows]
 
 
 def test_thesis_form_from_the_code_folder(tmp_path, tiny_bundle, clips12):
@@ -287,6 +293,18 @@ def test_unreadable_clips_are_reported_once_and_skipped(tmp_path, tiny_bundle, c
     assert "broken" not in sum(split.values(), [])
 
 
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux's /proc")
+def test_a_file_that_cannot_be_read_is_skipped_not_fatal(tmp_path, tiny_bundle, capsys):
+    videos = paired_clips(tmp_path / "videos", 8)
+    # reading /proc/self/mem from offset 0 fails with EIO, for root too (chmod 000 does not stop root)
+    (videos / "unreadable.mp4").symlink_to("/proc/self/mem")
+    config = tiny_config(tmp_path, tiny_bundle, videos, max_steps=2, eval_every=2)
+    assert training_main("--config", config) == 0
+    err = capsys.readouterr().err
+    assert err.count("skipping unreadable") == 1 and "cannot read (Input/output error)" in err
+    assert "1 clips skipped:" in err
+
+
 def test_no_usable_clips_is_an_error(tmp_path, tiny_bundle, capsys):
     videos = tmp_path / "videos"
     videos.mkdir()
@@ -301,15 +319,15 @@ def test_a_full_disk_while_checkpointing_loses_nothing(tmp_path, tiny_bundle, cl
     from video_bgm.train import checkpoints
 
     written = []
-    real_save = checkpoints.save_file
+    real_save = checkpoints.save
 
-    def fill_up(tensors, path):
+    def fill_up(tensors):
         if len(written) >= 2:  # "best" at step 0 and step-000005 fit; then the disk is full
             raise OSError(errno.ENOSPC, "No space left on device")
-        written.append(path)
-        real_save(tensors, path)
+        written.append(tensors)
+        return real_save(tensors)
 
-    monkeypatch.setattr(checkpoints, "save_file", fill_up)
+    monkeypatch.setattr(checkpoints, "save", fill_up)
     config = tiny_config(tmp_path, tiny_bundle, clips12, eval_every=100)
     assert training_main("--config", config) == 1
     lines = capsys.readouterr().err.strip().splitlines()
@@ -318,9 +336,35 @@ def test_a_full_disk_while_checkpointing_loses_nothing(tmp_path, tiny_bundle, cl
     assert sorted(p.name for p in folder.iterdir()) == ["best", "step-000005"], "no half-written folder"
     assert (folder / "step-000005" / "temporal.safetensors").is_file()
     # with space again, the run resumes from step 5
-    monkeypatch.setattr(checkpoints, "save_file", real_save)
+    monkeypatch.setattr(checkpoints, "save", real_save)
     assert training_main("--config", config) == 0
     assert "resuming from" in capsys.readouterr().err
+
+
+def test_a_full_disk_in_torch_save_is_one_line_and_leaves_nothing(full_filesystem):
+    """torch.save's own writer raises a RuntimeError naming neither file nor cause; ours says both."""
+    from video_bgm.train import checkpoints
+
+    for size in (64 * 1024, 16 * 1024):  # the weights (40 kB) fit but not the optimizer's state; nothing fits
+        folder = full_filesystem(size)
+        temporal = torch.nn.Linear(100, 100, bias=False)
+        optimizer = torch.optim.AdamW(temporal.parameters())
+        temporal(torch.ones(1, 100)).sum().backward()
+        optimizer.step()
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+        with pytest.raises(checkpoints.CheckpointError, match="cannot write checkpoint: the disk is full"):
+            checkpoints.save_checkpoint(folder / "ckpt", "step-000001", temporal, optimizer, scheduler, {"step": 1})
+        assert list((folder / "ckpt").iterdir()) == [], "no half-written checkpoint"
+
+
+def test_documented_yaml_values_work_unquoted(tmp_path):
+    path = tmp_path / "conf.yml"
+    path.write_text("train:\n  mixed_precision: no\n")  # as training_conf.yml's comment lists it
+    assert load_train_config(path).train.mixed_precision == "no"
+    assert load_train_config(None, ["train.mixed_precision=no"]).train.mixed_precision == "no"
+    path.write_text("data:\n  recursive: no\n  videos: v\n")  # a YAML 1.1 boolean is not silently read
+    with pytest.raises(ValueError, match="data.recursive: expected bool, got 'no'"):
+        load_train_config(path)
 
 
 def _final_weights(run: Path) -> dict:
@@ -358,6 +402,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, tiny_bundle, clips12):
     assert "resuming from" in result.stderr
     a, b = _final_weights(straight), _final_weights(killed)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert _without_time(metrics(killed)) == _without_time(metrics(straight)), "re-run steps are logged once"
 
 
 # --- proof that it learns -------------------------------------------------------------------

@@ -95,9 +95,12 @@ def prepare_features(clips: list[Clip], cache: FeatureCache, frame_encoder: Fram
     ready, skipped = [], []
     bar = tqdm(total=len(clips), desc="preparing features", unit="clip", disable=not show_progress)
 
-    def digest(clip: Clip) -> tuple[Path, Path]:
-        video_digest = file_digest(clip.video)
-        audio_digest = video_digest if clip.audio == clip.video else file_digest(clip.audio)
+    def digest(clip: Clip) -> tuple[Path, Path] | MediaError:
+        try:
+            video_digest = file_digest(clip.video)
+            audio_digest = video_digest if clip.audio == clip.video else file_digest(clip.audio)
+        except OSError as err:  # one unreadable file is that clip's problem, not the run's
+            return MediaError(err.filename or clip.video, f"cannot read ({err.strerror or err})")
         return cache.paths(video_digest, audio_digest)
 
     def decode(clip: Clip, frames_path: Path, codes_path: Path):
@@ -116,10 +119,7 @@ def prepare_features(clips: list[Clip], cache: FeatureCache, frame_encoder: Fram
         bar.write(f"skipping {clip.id}: {err}", file=sys.stderr)
 
     with ThreadPoolExecutor(num_workers) as pool:
-        try:
-            paths = list(pool.map(digest, clips))
-        except OSError as err:
-            raise MediaError(getattr(err, "filename", "?"), f"cannot read ({err.strerror})") from None
+        paths = list(pool.map(digest, clips))
         # Bounded look-ahead: at most 2 decoded clips per worker wait in memory for the encoders.
         window = 2 * num_workers
         pending = {}
@@ -130,6 +130,10 @@ def prepare_features(clips: list[Clip], cache: FeatureCache, frame_encoder: Fram
             bar.update()
 
         for i, clip in enumerate(clips):
+            if isinstance(paths[i], MediaError):
+                skip(clip, paths[i])
+                bar.update()
+                continue
             frames_path, codes_path = paths[i]
             if frames_path.exists() and codes_path.exists():
                 ready.append(CachedClip(clip, frames_path, codes_path))
@@ -153,6 +157,9 @@ def _finish(future, clip: Clip, paths: tuple[Path, Path], frame_encoder: FrameEn
         frames, audio = future.result()
     except MediaError as err:
         skip(clip, err)
+        return
+    except OSError as err:
+        skip(clip, MediaError(err.filename or clip.video, f"cannot read ({err.strerror or err})"))
         return
     if frames is not None:
         features = frame_encoder.encode(frames).to(torch.float16).cpu()

@@ -11,6 +11,7 @@ one is complete.
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import shutil
@@ -18,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from ..errors import UserInputError
 
@@ -36,9 +37,9 @@ def save_checkpoint(folder: Path, name: str, temporal: torch.nn.Module, optimize
     final = folder / name
     try:
         weights = {k: v.detach().cpu().contiguous() for k, v in temporal.state_dict().items()}
-        save_file(weights, tmp / "temporal.safetensors")
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        (tmp / "temporal.safetensors").write_bytes(save(weights))  # Python's write: OSError on a full disk
+        _torch_save(optimizer.state_dict(), tmp / "optimizer.pt")
+        _torch_save(scheduler.state_dict(), tmp / "scheduler.pt")
         (tmp / "state.json").write_text(json.dumps(state, indent=1) + "\n")
         _fsync_folder(tmp)
         if final.exists():  # replacing "best": move the old one aside first, delete it last
@@ -57,6 +58,14 @@ def save_checkpoint(folder: Path, name: str, temporal: torch.nn.Module, optimize
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def _torch_save(obj, path: Path) -> None:
+    """torch.save into memory, written by Python: a full disk raises OSError(ENOSPC), where torch's
+    own file writer raises a RuntimeError that names neither the file nor the cause."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    path.write_bytes(buffer.getbuffer())
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -17,9 +17,16 @@ import yaml
 from ..config import VideoModelConfig, from_dict
 
 class _Loader(yaml.SafeLoader):
-    """PyYAML follows YAML 1.1, where ``3e-4`` is a string: read it as the float everyone means."""
+    """YAML 1.2's reading of plain values where PyYAML follows YAML 1.1: ``3e-4`` is the float everyone
+    means, and only true/false are booleans, so ``mixed_precision: no`` is the string "no" it documents
+    (YAML 1.1 reads yes/no/on/off as booleans)."""
 
 
+_BOOL = "tag:yaml.org,2002:bool"
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),

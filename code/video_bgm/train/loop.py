@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from ..errors import UserInputError
 from ..frames import build_frame_encoder
+from ..model_folder import atomic_write
 from ..musicgen import MusicGen
 from ..pipeline import VideoBGM
 from ..refs import resolve_reference
@@ -120,6 +121,22 @@ def conditioning_losses(model: VideoBGM, dataset: SegmentDataset, batch_size: in
         del metrics["shuffled_loss"]
     metrics["clips"] = len(dataset)
     return metrics
+
+
+def trim_metrics(path: Path, step: int) -> None:
+    """Keep the lines of ``path`` (metrics.jsonl) that a run resumed at ``step`` does not write again:
+    training and validation up to ``step`` (the checkpoint is saved after both); the test, logged
+    once at the end, always goes. ``step`` -1: a fresh start, nothing is kept."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if line.strip() and _keeps(json.loads(line), step)]
+    if len(kept) != len(lines):
+        atomic_write(path, lambda tmp: Path(tmp).write_text("".join(kept)))
+
+
+def _keeps(record: dict, step: int) -> bool:
+    return record.get("split") != "test" and record.get("step", 0) <= step
 
 
 class Trainer:
@@ -241,6 +258,8 @@ class Trainer:
             f"train.{k}": v for k, v in vars(opt_cfg).items() if isinstance(v, (int, float, str))}
             | ({"wandb": {"project": cfg.wandb_project}} if cfg.wandb_project else {}))
         metrics_file = self.out / "metrics.jsonl"
+        if acc.is_main_process:  # the steps after the checkpoint run again: their lines go
+            trim_metrics(metrics_file, state["step"] if existing else -1)
 
         def log(split: str, values: dict) -> None:
             if acc.is_main_process:
