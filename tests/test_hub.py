@@ -146,7 +146,8 @@ def test_no_network_is_the_same_one_line(hub_cache, tmp_path, clip_3s):
     result = subprocess.run([PYTHON, str(REPO / "code/tools/download_models.py"), "nobody/no-such-model"],
                             env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
-    assert "not in the Hugging Face cache, and the hub cannot be reached; fetch it once with internet" in result.stderr
+    assert "not in the Hugging Face cache, and the hub (127.0.0.1) cannot be reached; fetch it once with internet" in result.stderr
+    assert "Retrying" not in result.stderr
 
 
 def test_generate_without_model_uses_the_default_checkpoint(hub_cache, tmp_path, clip_3s):
@@ -179,6 +180,38 @@ def test_download_models_lists_and_converts_from_the_cache(offline_cache, tmp_pa
 
     code, _, err = call(download_cli.main, "download_models.py", "--examples", "--examples-dir", tmp_path / "ex")
     assert code == 1 and err.count("\n") == 1 and "not in the Hugging Face cache" in err, err  # offline, not cached
+    assert err.rstrip().endswith("download_models.py --examples"), "advises the examples, not the whole repository"
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed once the socket is: connections are refused at once
+
+
+def test_an_unreachable_hub_fails_at_once_without_retries(tmp_path, clip_3s):
+    """No HF_HUB_OFFLINE, but the hub cannot be reached (its endpoint here is a closed local port):
+    one line at once, where huggingface_hub alone retries five times with back-off."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env |= {"HF_ENDPOINT": f"http://127.0.0.1:{_closed_port()}", "HF_HOME": str(tmp_path / "hf")}
+
+    def script(*args):
+        return subprocess.run([PYTHON, *map(str, args)], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+
+    listing = script("code/tools/download_models.py", "--list", "--models-dir", tmp_path)
+    assert listing.returncode == 0 and "approximate: the hub is out of reach" in listing.stdout
+    assert "Retrying" not in listing.stderr and listing.stderr == "", listing.stderr
+    examples = script("code/tools/download_models.py", "--examples", "--examples-dir", tmp_path / "ex")
+    assert examples.returncode == 1 and examples.stderr.count("\n") == 1, examples.stderr
+    assert "the hub (127.0.0.1) cannot be reached" in examples.stderr
+    generated = script("code/inference/generate.py", clip_3s, "--model", "someone/not-cached", "--out", tmp_path / "o.mp4")
+    assert generated.returncode == 1 and generated.stderr.count("\n") == 1, generated.stderr
+    assert "someone/not-cached" in generated.stderr and "cannot be reached" in generated.stderr
+    assert not (tmp_path / "o.mp4").exists()
 
 
 class RecordingHfApi:

@@ -53,7 +53,7 @@ def main(argv=None) -> int:
 def list_checkpoints(models_dir: Path) -> None:
     try:
         sizes, exact = hub.folder_sizes(hub.THESIS_REPO), True
-    except Exception:  # offline or no network: the published approximate sizes
+    except Exception:  # offline, no network, any hub error: the published approximate sizes
         sizes, exact = {}, False
     print(f"Checkpoints of {hub.THESIS_REPO} (download sizes {'from the hub' if exact else 'approximate: the hub is out of reach'}):")
     print(f"{'name':<20} {'dataset':<8} {'MusicGen':<32} {'PEFT':<5} {'download':>10}  here")
@@ -102,7 +102,8 @@ def _frozen_models(folder: Path) -> list[str]:
 def fetch_examples(out_dir: Path, revision: str | None) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in hub.EXAMPLE_VIDEOS:
-        cached = hub.fetch_file(hub.THESIS_REPO, f"videos/originals/{name}.mp4", revision)
+        cached = hub.fetch_file(hub.THESIS_REPO, f"videos/originals/{name}.mp4", revision,
+                                fetch=f"{hub.FETCH_SCRIPT} --examples")
         shutil.copyfile(cached, out_dir / f"{name}.mp4")
     print(f"{len(hub.EXAMPLE_VIDEOS)} example videos in {out_dir}")
 

@@ -120,10 +120,51 @@ def parse_reference(ref: str | os.PathLike, subfolder: str | None = None, revisi
                            f"({', '.join(CATALOG)})")
 
 
+_PROBE_TIMEOUT_S = 3.0
+_unreachable: str | None = None  # why the hub is out of reach, once a probe found it so
+
+
 def is_offline() -> bool:
+    """Whether the hub is out of reach: ``HF_HUB_OFFLINE=1``, or a probe found it unreachable."""
     from huggingface_hub import constants
 
     return constants.is_offline_mode()
+
+
+def offline_reason() -> str | None:
+    """Why the hub is out of reach (for error messages), or None while it may be reached."""
+    if not is_offline():
+        return None
+    return _unreachable or "HF_HUB_OFFLINE=1 keeps the hub out of reach"
+
+
+def settle_offline_mode() -> bool:
+    """True when the hub is out of reach; probes it once per process before the first hub call.
+
+    Without a network, huggingface_hub retries each request five times with back-off (about 25 s
+    of warnings) before it gives up. One TCP connection to the hub's host (or the proxy) tells at
+    once; when it fails, this process switches to offline mode (huggingface_hub and transformers
+    alike), so what is cached loads at once and what is not is one line at once.
+    """
+    global _unreachable
+    if is_offline():
+        return True
+    import socket
+    import urllib.parse
+    import urllib.request
+
+    from huggingface_hub import constants
+
+    endpoint = urllib.parse.urlsplit(urllib.request.getproxies().get("https") or constants.ENDPOINT)
+    host, port = endpoint.hostname, endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=_PROBE_TIMEOUT_S).close()
+        return False
+    except OSError:
+        _unreachable = f"the hub ({host}) cannot be reached"
+        constants.HF_HUB_OFFLINE = True
+        os.environ["HF_HUB_OFFLINE"] = "1"  # child processes too
+        return True
 
 
 def download(ref: ModelRef, allow_patterns: list[str] | None = None, ignore_patterns: list[str] | None = None) -> Path:
@@ -132,6 +173,7 @@ def download(ref: ModelRef, allow_patterns: list[str] | None = None, ignore_patt
 
     if ref.subfolder:
         allow_patterns = [f"{ref.subfolder}/{p}" for p in (allow_patterns or ["*"])]
+    settle_offline_mode()
     try:
         root = Path(snapshot_download(ref.repo_id, revision=ref.revision, allow_patterns=allow_patterns,
                                       ignore_patterns=ignore_patterns))
@@ -140,14 +182,15 @@ def download(ref: ModelRef, allow_patterns: list[str] | None = None, ignore_patt
     folder = root / ref.subfolder if ref.subfolder else root
     if not folder.is_dir() or not any(folder.iterdir()):
         if is_offline():
-            raise ModelError(ref, f"not in the Hugging Face cache, and HF_HUB_OFFLINE=1 keeps the hub out of reach; "
+            raise ModelError(ref, f"not in the Hugging Face cache, and {offline_reason()}; "
                                   f"fetch it once with internet: {ref.fetch_command()}")
         raise ModelError(ref, f"the repository has no folder {ref.subfolder!r}")
     return folder
 
 
-def hub_error(ref: ModelRef | str, err: Exception) -> ModelError:
-    """A hub client exception as one line naming ``ref`` and what to do."""
+def hub_error(ref: ModelRef | str, err: Exception, fetch: str | None = None) -> ModelError:
+    """A hub client exception as one line naming ``ref`` and what to do (``fetch``: the command
+    that downloads it, when it is not the model's own)."""
     from huggingface_hub.errors import (
         GatedRepoError,
         LocalEntryNotFoundError,
@@ -155,9 +198,9 @@ def hub_error(ref: ModelRef | str, err: Exception) -> ModelError:
         RevisionNotFoundError,
     )
 
-    fetch = ref.fetch_command() if isinstance(ref, ModelRef) else f"{FETCH_SCRIPT} {ref}"
+    fetch = fetch or (ref.fetch_command() if isinstance(ref, ModelRef) else f"{FETCH_SCRIPT} {ref}")
     if isinstance(err, LocalEntryNotFoundError):  # not cached, and the hub is out of reach
-        why = "HF_HUB_OFFLINE=1 keeps the hub out of reach" if is_offline() else "the hub cannot be reached"
+        why = offline_reason() or "the hub cannot be reached"
         return ModelError(ref, f"not in the Hugging Face cache, and {why}; fetch it once with internet: {fetch}")
     if isinstance(err, GatedRepoError):
         return ModelError(ref, "a gated repository: accept its terms on the hub, then log in with `hf auth login`")
@@ -189,6 +232,8 @@ def prefetch(repo_id: str, revision: str | None = None) -> Path:
     from huggingface_hub import HfApi
 
     ref = ModelRef(repo_id=repo_id, revision=revision)
+    if settle_offline_mode():  # the cached snapshot, or one line
+        return download(ref)
     try:
         files = HfApi().list_repo_files(repo_id, revision=revision)
     except Exception as err:
@@ -199,9 +244,13 @@ def prefetch(repo_id: str, revision: str | None = None) -> Path:
 
 
 def folder_sizes(repo_id: str = THESIS_REPO, revision: str | None = None) -> dict[str, int]:
-    """Bytes under each top-two-level folder of a hub repo (``models_peft/nature_small``), from the hub."""
+    """Bytes under each top-two-level folder of a hub repo (``models_peft/nature_small``), from the hub;
+    offline, a ModelError at once."""
     from huggingface_hub import HfApi
     from huggingface_hub.hf_api import RepoFile
+
+    if settle_offline_mode():
+        raise ModelError(repo_id, f"cannot list the repository: {offline_reason()}")
 
     sizes: dict[str, int] = {}
     for item in HfApi().list_repo_tree(repo_id, recursive=True, revision=revision):
@@ -211,14 +260,16 @@ def folder_sizes(repo_id: str = THESIS_REPO, revision: str | None = None) -> dic
     return sizes
 
 
-def fetch_file(repo_id: str, filename: str, revision: str | None = None) -> Path:
-    """One file of a hub repo, from the Hugging Face cache (downloaded if needed)."""
+def fetch_file(repo_id: str, filename: str, revision: str | None = None, fetch: str | None = None) -> Path:
+    """One file of a hub repo, from the Hugging Face cache (downloaded if needed); ``fetch`` is the
+    command that errors advise (default: downloading the repository)."""
     from huggingface_hub import hf_hub_download
 
+    settle_offline_mode()
     try:
         return Path(hf_hub_download(repo_id, filename, revision=revision))
     except Exception as err:
-        raise hub_error(ModelRef(repo_id=repo_id, revision=revision), err) from None
+        raise hub_error(ModelRef(repo_id=repo_id, revision=revision), err, fetch) from None
 
 
 def push_folder(folder: Path, repo_id: str, subfolder: str | None = None, revision: str | None = None,

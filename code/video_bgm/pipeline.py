@@ -246,11 +246,11 @@ def render_card(model: VideoBGM) -> str:
 
 def _require_cached(ref: str, revision: str | None, what: str) -> None:
     """Offline, a frozen model missing from the cache is one line naming the command that fetches it."""
-    if Path(ref).expanduser().exists() or not hub.looks_like_repo_id(ref) or not hub.is_offline():
+    if Path(ref).expanduser().exists() or not hub.looks_like_repo_id(ref) or not hub.settle_offline_mode():
         return
     if not hub.is_cached(ref, revision):
-        raise ModelError(ref, f"{what} is not in the Hugging Face cache, and HF_HUB_OFFLINE=1 keeps the hub out of "
-                              f"reach; fetch it once with internet: {hub.FETCH_SCRIPT} {ref}")
+        raise ModelError(ref, f"{what} is not in the Hugging Face cache, and {hub.offline_reason()}; "
+                              f"fetch it once with internet: {hub.FETCH_SCRIPT} {ref}")
 
 
 def _summarise_load_error(err: RuntimeError) -> str:

@@ -32,6 +32,10 @@ def first_line(err: BaseException) -> str:
 def load_pretrained(model_class, ref: str, what: str, revision: str | None = None, **kwargs):
     """``model_class.from_pretrained`` that fails loudly: weights missing from the checkpoint or
     of the wrong shape are an error here, not a silently re-initialised (random) layer."""
+    if not Path(ref).expanduser().exists():
+        from . import hub
+
+        hub.settle_offline_mode()  # a hub id: no retries with back-off when there is no network
     try:
         model, info = model_class.from_pretrained(ref, revision=revision, output_loading_info=True, **kwargs)
     except (OSError, ValueError, RuntimeError) as err:
