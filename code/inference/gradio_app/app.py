@@ -196,8 +196,21 @@ def _seed(value) -> int:
     return int(value)
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Fail before any model loads, naming our option: Gradio's own error names its ``server_port``."""
+    import socket
+
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as err:
+        raise UserInputError(f"--host {host} --port {port}: cannot listen there ({os.strerror(err.errno) if err.errno else err}); "
+                             "pass another --port") from None
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    check_port_free(args.host, args.port)
     quiet_libraries()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -227,8 +240,17 @@ def main(argv=None) -> int:
         print(f"WARNING: listening on {args.host}: anyone who can reach this machine on port {args.port} can "
               "upload videos and use its GPU. Prefer an SSH tunnel (ssh -L 7860:localhost:7860 server) "
               "or a firewall.", file=sys.stderr, flush=True)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share,
+    # quiet: Gradio's own hints name its launch() arguments (share=True), not our options.
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, quiet=True, prevent_thread_lock=True,
                 max_file_size=int(args.max_upload_mb * 2**20), footer_links=["api", "gradio"])
+    print(f"* Running on local URL:  {demo.local_url.rstrip('/')}", flush=True)
+    if demo.share_url:
+        print(f"* Running on public URL: {demo.share_url}", flush=True)
+    elif args.share:
+        print("--share: no public link could be made (no internet?); serving locally only", file=sys.stderr, flush=True)
+    else:
+        print("* For a public link, start again with --share", flush=True)
+    demo.block_thread()
     return 0
 
 
