@@ -86,6 +86,19 @@ def test_bad_input_is_one_line(tmp_path, args, message, capsys):
     assert len(err) == 1 and message in err[0]
 
 
+def test_a_clap_that_cannot_load_fails_before_generating_and_names_no_clap(tmp_path, tiny_bundle, capsys, monkeypatch):
+    from video_bgm.pipeline import VideoBGM
+
+    videos = paired_clips(tmp_path / "videos", 2, duration=1.2)
+    monkeypatch.setattr(VideoBGM, "generate", lambda *a, **k: pytest.fail("generated before checking CLAP"))
+    code = evaluate_main("--model", tiny_bundle["video-encoder"], "--data", videos, "--out", tmp_path / "out",
+                         "--clap", "laion/not-cached")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1, err
+    assert "laion/not-cached" in err[0] and err[0].endswith("or leave the CLAP metrics out with --no-clap")
+    assert not (tmp_path / "out" / "generated").exists()
+
+
 def test_the_script_runs_from_the_repo(tmp_path):
     result = run_script("code/evaluation/evaluate.py", "--generated", tmp_path, "--out", tmp_path / "o")
     assert result.returncode == 1

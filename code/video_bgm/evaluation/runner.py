@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from .. import media
 from ..config import GenerationParams
-from ..errors import MediaError, UserInputError
+from ..errors import MediaError, ModelError, UserInputError
 from ..pipeline import VideoBGM, limit_peak, resolve_device
 from ..train.cache import FeatureCache, prepare_features
 from ..train.data import Clip, Skipped
@@ -129,6 +129,14 @@ def evaluate(options: EvalOptions) -> dict:
     if musicgen is None:
         raise UserInputError("score-only runs need --musicgen (its EnCodec embeds the music) or --model")
 
+    # Every model the scores need loads before anything is generated: a missing one fails in seconds.
+    embedders = {"encodec": EncodecEmbedder(musicgen)}
+    if options.clap:
+        try:
+            embedders["clap"] = ClapEmbedder(options.clap, device=device)
+        except ModelError as err:
+            raise ModelError(err.model, f"{err.problem}; or leave the CLAP metrics out with --no-clap") from None
+
     systems: list[System] = []
     if options.generated:
         for folder in options.generated:
@@ -137,9 +145,6 @@ def evaluate(options: EvalOptions) -> dict:
     else:
         systems = _generate_all(options, reference, model, baselines, out / "generated")
 
-    embedders = {"encodec": EncodecEmbedder(musicgen)}
-    if options.clap:
-        embedders["clap"] = ClapEmbedder(options.clap, device=device)
     store = EmbeddingCache(cache)
 
     ref_clips, ref_embeddings = _embed_reference(reference, embedders, store, options.seconds, skipped)
