@@ -21,25 +21,13 @@ from conftest import REPO, load_script, run_script
 from video_bgm import media
 from video_bgm.errors import UserInputError
 from video_bgm.random_models import tiny_temporal_config
-from video_bgm.synthetic import write_test_audio, write_test_video, write_text_file
+from video_bgm.synthetic import write_paired_clips, write_test_audio, write_test_video, write_text_file
 from video_bgm.train.config import DataConfig, load_train_config
 from video_bgm.train.data import find_clips, split_clips
 
-COLOURS = [(230, 30, 30), (30, 230, 30), (30, 30, 230), (230, 230, 30)]
-PITCHES = [220.0, 440.0, 880.0, 1760.0]
-
-
 def paired_clips(folder: Path, count: int, duration: float = 3.0) -> Path:
-    """Videos whose colour picks the pitch of their tone: the music depends on the video.
-
-    Every clip differs (length), so the cache cannot merge them and held-out clips are new files.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(count):
-        colour, pitch = COLOURS[i % 4], PITCHES[i % 4]
-        write_test_video(folder / f"clip{i:02d}.mp4", duration=duration + 0.1 * (i // 4), fps=10, size=(32, 32),
-                         color_fn=lambda t, c=colour: c, audio_freq=pitch, audio_channels=1)
-    return folder
+    """Videos whose colour picks the pitch of their tone: the music depends on the video."""
+    return write_paired_clips(folder, count, duration)
 
 
 def tiny_config(tmp: Path, bundle: dict, videos: Path, **train) -> Path:

@@ -186,6 +186,28 @@ def write_test_audio(path, duration: float, sample_rate: int = 44100, channels: 
     return str(path)
 
 
+# A paired set whose music depends on the picture: each clip's colour picks its tone's pitch.
+PAIRED_COLOURS: tuple[Color, ...] = ((230, 30, 30), (30, 230, 30), (30, 30, 230), (230, 230, 30))
+PAIRED_PITCHES: tuple[float, ...] = (220.0, 440.0, 880.0, 1760.0)
+
+
+def write_paired_clips(folder, count: int, duration: float = 3.0, fps: float = 10,
+                       size: tuple[int, int] = (32, 32)) -> Path:
+    """``folder/clip00.mp4`` ...: flat-colour videos whose colour picks the pitch of their mono tone,
+    so a video encoder can learn the music from the picture (a positive conditioning gain).
+
+    Every clip differs (each group of four is 0.1 s longer than the last), so a content-keyed
+    cache cannot merge them and held-out clips are new files.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        colour, pitch = PAIRED_COLOURS[i % 4], PAIRED_PITCHES[i % 4]
+        write_test_video(folder / f"clip{i:02d}.mp4", duration=duration + 0.1 * (i // 4), fps=fps, size=size,
+                         color_fn=lambda t, c=colour: c, audio_freq=pitch, audio_channels=1)
+    return folder
+
+
 def write_text_file(path, text: str = "this is not a video\n") -> str:
     """A plain text file (e.g. named .mp4) for error tests."""
     Path(path).write_text(text)
