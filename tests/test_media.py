@@ -229,6 +229,18 @@ def test_decord_and_pyav_paths_agree(clips):
         assert (by_decord.int() - by_pyav.int()).abs().max() <= 2  # two FFmpeg builds, same frames
 
 
+def test_without_decord_pyav_gives_the_same_frames(clips, monkeypatch):
+    """macOS and ARM Linux have no decord wheels: sampling falls back to PyAV, frame for frame."""
+    import sys
+
+    path = clips("c.mkv", codec="libx264")
+    with_decord, times = media.sample_frames(path, 7)
+    monkeypatch.setitem(sys.modules, "decord", None)  # import decord now raises ImportError
+    without, times_without = media.sample_frames(path, 7)
+    assert (times == times_without).all() and without.shape == with_decord.shape
+    assert (without.int() - with_decord.int()).abs().max() <= 2  # two FFmpeg builds, same frames
+
+
 # ----------------------------------------------------------------------------------------------
 # decode_audio
 

@@ -1,7 +1,7 @@
 """Media I/O: probe a video, sample its frames, decode audio, write WAV, put music into a video.
 
-PyAV (FFmpeg) does the probing, audio and muxing; decord reads frames. Every problem with an
-input file is raised as :class:`~video_bgm.errors.MediaError` (``"<path>: <problem>"``), never
+PyAV (FFmpeg) does the probing, audio and muxing; decord reads frames where it is installed (x86_64
+Linux and Windows), PyAV elsewhere. Every problem with an input file is raised as :class:`~video_bgm.errors.MediaError` (``"<path>: <problem>"``), never
 as a raw av/decord exception. Files are always validated with PyAV before decord sees them,
 because decord can crash or hang on broken files.
 
@@ -260,8 +260,10 @@ def _frames_decord(path: str, info: VideoInfo, times: np.ndarray) -> torch.Tenso
     reads their display matrix) but not Matroska/WebM ones; and for a few frame widths
     (e.g. 16, 24, 48, 72 px) it mistakes row padding for extra channels and fails.
     """
-    import decord  # imported here: decord loads its own FFmpeg, which only frame sampling needs
-
+    try:
+        import decord  # imported here: decord loads its own FFmpeg, which only frame sampling needs
+    except ImportError:  # not installed: it has wheels for x86_64 Linux and Windows only
+        return None
     decord.logging.set_level(decord.logging.QUIET)  # its FFmpeg logs to stderr; we raise errors instead
     rotate = 0 if _decord_rotates(path) else info.rotation
     out = torch.empty((len(times), info.height, info.width, 3), dtype=torch.uint8)
