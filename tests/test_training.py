@@ -274,6 +274,24 @@ def test_cache_is_computed_once_and_only_what_changed_is_recomputed(tmp_path, ti
     assert len(list((cache / "frames").rglob("*.safetensors"))) == 24
 
 
+def test_frames_preprocessed_another_way_are_cached_apart(tmp_path):
+    """Features of PIL-resized frames (the thesis's way) are never reused for tensor-resized ones."""
+    from types import SimpleNamespace
+
+    from video_bgm.config import FrameEncoderConfig, VideoModelConfig
+    from video_bgm.train.cache import FeatureCache
+
+    musicgen = SimpleNamespace(audio_channels=1, num_codebooks=4)
+
+    def cache(preprocessing: str) -> FeatureCache:
+        encoder = FrameEncoderConfig(kind="resnet50", name="IMAGENET1K_V2", preprocessing=preprocessing)
+        return FeatureCache(tmp_path, VideoModelConfig(frame_encoder=encoder), musicgen)
+
+    tensor, pil = cache("tensor"), cache("pil")
+    assert tensor.frames_dir != pil.frames_dir and tensor.codes_dir == pil.codes_dir
+    assert json.loads((pil.frames_dir / "settings.json").read_text())["preprocessing"] == "pil"
+
+
 def test_unreadable_clips_are_reported_once_and_skipped(tmp_path, tiny_bundle, capsys):
     videos = paired_clips(tmp_path / "videos", 8)
     write_text_file(videos / "broken.mp4")
