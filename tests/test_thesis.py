@@ -256,6 +256,31 @@ def test_peft_adapter_in_audiocraft_naming_matches_the_reference(peft_dir, peft_
     assert (plain_logits - ours_logits).abs().max().item() > 1e-2
 
 
+def test_an_adapter_that_changes_nothing_says_so_in_one_line_when_it_loads(tmp_path, thesis_dir, loaded, peft_dir,
+                                                                           stereo_musicgen, caplog):
+    """The thesis's _peft adapters as published: its optimizer never updated them, so B is still 0."""
+    from video_bgm.lora import read_adapter
+
+    folder = tmp_path / "nature_small_peft"
+    folder.mkdir()
+    (folder / "lm_final.pt").symlink_to(thesis_dir / "lm_final.pt")
+    (folder / "configuration.yml").write_text(yaml.safe_dump(training_config(PUBLISHED_MUSICGEN, use_peft=True)))
+    decoder = MusicgenForConditionalGeneration.from_pretrained(stereo_musicgen).decoder
+    write_audiocraft_adapter(folder / "musicgen_peft_final", decoder, r=4, alpha=8.0, trained=False)
+    with caplog.at_level("WARNING"):
+        model = VideoBGM.from_pretrained(folder, device="cpu", musicgen=str(stereo_musicgen))
+    notes = [r.getMessage() for r in caplog.records if "exactly zero" in r.getMessage()]
+    assert len(notes) == 1 and "\n" not in notes[0], notes
+    assert "musicgen_peft_final" in notes[0] and "MusicGen's decoder stays as published" in notes[0]
+    published = loaded.musicgen.model.decoder.state_dict()
+    assert all(torch.equal(w, published[name]) for name, w in model.musicgen.model.decoder.state_dict().items())
+
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        read_adapter(peft_dir[0] / "musicgen_peft_final")  # a trained adapter: nothing to say
+    assert not [r for r in caplog.records if "exactly zero" in r.getMessage()]
+
+
 def test_converter_writes_our_format_that_needs_no_pickle(tmp_path, peft_dir, peft_loaded, frames, stereo_musicgen):
     folder, _ = peft_dir
     direct = peft_loaded

@@ -148,9 +148,13 @@ AUDIOCRAFT_MODULES = {
 }
 
 
-def write_audiocraft_adapter(folder: Path, decoder, r: int = 4, alpha: float = 8.0, seed: int = 1) -> dict:
+def write_audiocraft_adapter(folder: Path, decoder, r: int = 4, alpha: float = 8.0, seed: int = 1,
+                             trained: bool = True) -> dict:
     """A PEFT LoRA adapter as saved from audiocraft's LM, shaped for ``decoder`` (transformers'
-    MusicgenForCausalLM). Returns {transformers module name: (A, B)} for the reference."""
+    MusicgenForCausalLM). Returns {transformers module name: (A, B)} for the reference.
+
+    ``trained=False``: B stays at PEFT's initial zeros, as in the thesis's adapters (its optimizer
+    held only the video encoder's parameters)."""
     torch.manual_seed(seed)
     folder.mkdir(parents=True, exist_ok=True)
     state, reference = {}, {}
@@ -158,7 +162,7 @@ def write_audiocraft_adapter(folder: Path, decoder, r: int = 4, alpha: float = 8
         for audiocraft, ours in AUDIOCRAFT_MODULES.items():
             linear = layer.get_submodule(ours)
             a = torch.randn(r, linear.in_features) * 0.1
-            b = torch.randn(linear.out_features, r) * 0.1
+            b = torch.randn(linear.out_features, r) * 0.1 if trained else torch.zeros(linear.out_features, r)
             state[f"base_model.model.transformer.layers.{i}.{audiocraft}.lora_A.weight"] = a
             state[f"base_model.model.transformer.layers.{i}.{audiocraft}.lora_B.weight"] = b
             reference[f"model.decoder.layers.{i}.{ours}"] = (a, b)
