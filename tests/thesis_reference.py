@@ -61,11 +61,15 @@ class VideoEncoder(nn.Module):
 def thesis_frames(path) -> tuple[torch.Tensor, list[int]]:
     """A video's frames, RGB uint8 [n, H, W, 3] decoded with PyAV (FFmpeg's rgb24 conversion, as
     moviepy's ffmpeg pipe did), and which of them the thesis's ``VideoFileClip.get_frame(i)`` gave for
-    i = 0..29 s: the frame shown at t = i, and the video's last frame once it has ended."""
+    i = 0..29 s: the frame shown at t = i; past the video's end, moviepy 1.0.3 returned the last frame
+    it had returned, i.e. that of the video's last whole second."""
     with av.open(str(path)) as container:
+        duration = container.duration / av.time_base
         decoded = [(frame.time, frame.to_ndarray(format="rgb24")) for frame in container.decode(video=0)]
     times = np.array([t for t, _ in decoded])
-    shown = [max(int(np.searchsorted(times, t + 1e-6, side="right")) - 1, 0) for t in range(POSITIONS)]
+    last_second = max(math.ceil(duration) - 1, 0)
+    shown = [max(int(np.searchsorted(times, min(t, last_second) + 1e-6, side="right")) - 1, 0)
+             for t in range(POSITIONS)]
     return torch.from_numpy(np.stack([rgb for _, rgb in decoded])), shown
 
 
