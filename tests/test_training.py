@@ -230,6 +230,17 @@ def test_other_settings_in_the_same_output_dir_are_refused(tmp_path, tiny_bundle
     assert training_main("--config", config, "--set", "model.fps=1.0") == 1
 
 
+def test_a_run_saved_before_a_setting_existed_resumes(tmp_path, tiny_bundle, clips12):
+    """A run's saved config lacking frame_encoder.preprocessing (older code) has its default: the same settings."""
+    config = tiny_config(tmp_path, tiny_bundle, clips12, max_steps=2)
+    assert training_main("--config", config) == 0
+    saved_path = tmp_path / "run" / "training_config.yaml"
+    saved = yaml.safe_load(saved_path.read_text())
+    del saved["model"]["frame_encoder"]["preprocessing"]
+    saved_path.write_text(yaml.safe_dump(saved))
+    assert training_main("--config", config) == 0
+
+
 def test_early_stopping(tmp_path, tiny_bundle, clips12, monkeypatch):
     from video_bgm.train.loop import Trainer
 
