@@ -4,12 +4,18 @@ import dataclasses
 
 import pytest
 
-from video_bgm.config import GenerationParams, VideoModelConfig, from_dict
+from video_bgm.config import FrameEncoderConfig, GenerationParams, VideoModelConfig, from_dict
 
 
 def test_round_trip_of_defaults():
     config = VideoModelConfig()
     assert from_dict(VideoModelConfig, config.to_dict()) == config
+
+
+def test_a_config_without_preprocessing_keeps_the_tensor_path():
+    """Folders written before the key existed load as they did (frames resized on tensors)."""
+    config = from_dict(VideoModelConfig, {"frame_encoder": {"kind": "resnet50", "name": "bundled"}})
+    assert config.frame_encoder.preprocessing == "tensor"
 
 
 @pytest.mark.parametrize("data, message", [
@@ -20,6 +26,7 @@ def test_round_trip_of_defaults():
     ({"temporal": {"output_space": "clip"}}, "temporal.output_space: 'clip' is not one of 't5', 'decoder'"),
     ({"frame_encoder": {"kind": "vit"}}, "frame_encoder.kind: 'vit' is not one of"),
     ({"frame_encoder": "clip"}, "frame_encoder: expected a mapping"),
+    ({"frame_encoder": {"preprocessing": "opencv"}}, "frame_encoder.preprocessing: 'opencv' is not one of 'tensor', 'pil'"),
 ])
 def test_bad_keys_and_types(data, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")):
@@ -30,6 +37,8 @@ def test_bad_keys_and_types(data, message):
     ({"fps": 0.0}, "fps: must be positive"),
     ({"format_version": 99}, "newer than this code"),
     ({"format": "other"}, "format: expected 'video-bgm'"),
+    ({"frame_encoder": FrameEncoderConfig(kind="clip", preprocessing="pil")},
+     "frame_encoder.preprocessing: 'pil' is the thesis's ResNet-50 recipe; kind 'clip' takes 'tensor'"),
 ])
 def test_impossible_values(change, message):
     config = dataclasses.replace(VideoModelConfig(), **change)

@@ -62,6 +62,23 @@ def test_resnet50_bundled_weights_and_its_recipe():
     torch.testing.assert_close(encoder.encode(frames[:1]), features[:1], atol=1e-4, rtol=1e-4)
 
 
+def test_resnet50_preprocessing_follows_the_config():
+    """Our ResNet models keep the tensor resize; "pil" (the thesis's) feeds PIL images to the same preset."""
+    from PIL import Image
+    from torchvision.models import ResNet50_Weights
+
+    preset = ResNet50_Weights.IMAGENET1K_V2.transforms()
+    state = ResNet50FrameEncoder(weights=None).model.state_dict()
+    rng = np.random.default_rng(3)
+    frames = torch.from_numpy(rng.integers(0, 256, (2, 90, 120, 3), dtype=np.uint8))
+    tensor = build_frame_encoder(FrameEncoderConfig(kind="resnet50", name="bundled"), bundled_state=state)
+    pil = build_frame_encoder(FrameEncoderConfig(kind="resnet50", name="bundled", preprocessing="pil"),
+                              bundled_state=state)
+    assert torch.equal(tensor.preprocess(frames), preset(frames.permute(0, 3, 1, 2)))
+    assert torch.equal(pil.preprocess(frames), torch.stack([preset(Image.fromarray(f)) for f in frames.numpy()]))
+    assert not torch.equal(tensor.preprocess(frames), pil.preprocess(frames))
+
+
 def test_resnet50_imagenet_weights_load_through_torch_hub_cache(tmp_path, monkeypatch):
     """IMAGENET1K_V2 goes through torchvision's own download cache; here a local one is planted."""
     torch.manual_seed(1)

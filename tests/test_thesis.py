@@ -1,15 +1,18 @@
 """The thesis's checkpoints: parity with an independent reference, PEFT adapters, the converter, bad files.
 
-The reference (thesis_reference.py) is written from shared/thesis-checkpoints.md; its random
-weights are saved in exactly the thesis's key layout and loaded by our code. The tiny stereo
+The reference (thesis_reference.py) is written from shared/thesis-checkpoints.md and the thesis's
+frame path (PIL images through torchvision's preset); its random weights are saved in exactly the
+thesis's key layout and loaded by our code. The tiny stereo
 MusicGen stands in for facebook/musicgen-stereo-* (passed with --musicgen, as a user would).
 """
 
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import soundfile as sf
@@ -21,11 +24,13 @@ from conftest import call_main, load_script, run_script
 from thesis_reference import (
     merge_reference_lora,
     random_thesis_model,
+    thesis_frames,
+    thesis_pixels,
     training_config,
     write_audiocraft_adapter,
     write_thesis_folder,
 )
-from video_bgm import frame_window
+from video_bgm import frame_window, media, windows
 from video_bgm.config import VideoModelConfig
 from video_bgm.errors import ModelError
 from video_bgm.pipeline import VideoBGM
@@ -106,7 +111,7 @@ def test_thesis_folder_loads_as_the_thesis_model(loaded):
     t = c.temporal
     assert (t.feature_dim, t.d_model, t.num_layers, t.num_heads, t.ff_dim) == (2048, 2048, 1, 4, 64)
     assert (t.activation, t.norm_first, t.output_space, t.output_dim, t.max_positions) == ("relu", False, "decoder", 64, 30)
-    assert c.frame_encoder.kind == "resnet50" and c.frame_encoder.name == "bundled"
+    assert (c.frame_encoder.kind, c.frame_encoder.name, c.frame_encoder.preprocessing) == ("resnet50", "bundled", "pil")
     assert loaded.info["training"]["wandb_project"] == "thesis"
 
 
@@ -135,6 +140,79 @@ def test_short_clips_mask_policy_keeps_only_the_clips_frames(loaded, reference, 
     expected = reference.tokens(reference.frame_features(frames))  # the 6 frames alone, no padding
     assert (ours[:, :6] - expected).abs().max().item() <= 1e-5
     assert (ours[:, 6:] == 0).all()
+
+
+# Real encoded clips: (codec, stored width x height, colour tags). Their frames are textured, since
+# resizing filters differ most on detail, and sized so that the resize to 232 shrinks, enlarges, or
+# works on a portrait frame.
+REAL_CLIPS = {
+    "h264-bt709.mp4": ("libx264", (640, 360), "bt709"),
+    "h264-untagged.mp4": ("libx264", (400, 300), None),
+    "vp9.webm": ("libvpx-vp9", (320, 180), None),
+    "h264-full-range.mp4": ("libx264", (300, 400), "full range"),
+}
+
+
+def write_textured_clip(path: Path, codec: str, size: tuple[int, int], tags: str | None, seconds: int = 3) -> Path:
+    """``seconds`` frames at 1 fps (so each second's frame is the one the thesis took) of gradients and
+    noise, converted to YUV as the tags say (BT.709, or BT.601 in full range) and tagged so."""
+    width, height = size
+    rng = np.random.default_rng(len(path.name))
+    with av.open(str(path), "w") as out:
+        options = {"deadline": "realtime", "cpu-used": "8"} if codec == "libvpx-vp9" else {}
+        stream = out.add_stream(codec, rate=Fraction(1), options=options)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        context = stream.codec_context
+        colourspace, colour_range = {"bt709": (1, 1), "full range": (None, 2), None: (None, None)}[tags]
+        if colourspace:
+            context.colorspace = context.color_primaries = context.color_trc = colourspace
+        if colour_range:
+            context.color_range = colour_range
+        y, x = np.mgrid[0:height, 0:width]
+        for k in range(seconds):
+            base = np.stack([x * 255 / width, y * 255 / height, (x + y + 60 * k) % 256], axis=-1)
+            rgb = np.clip(base + rng.normal(0, 30, base.shape), 0, 255).astype(np.uint8)
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+                format="yuv420p", dst_colorspace=colourspace, dst_color_range=colour_range)
+            frame.pts = k
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
+@pytest.fixture(scope="module")
+def real_clips(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("real-clips")
+    return {name: write_textured_clip(folder / name, *spec) for name, spec in REAL_CLIPS.items()}
+
+
+def _levels(pixels: torch.Tensor) -> torch.Tensor:
+    """Normalised pixels [T, 3, H, W] back to grey levels 0..255."""
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    return ((pixels * std[:, None, None] + mean[:, None, None]) * 255).round()
+
+
+@pytest.mark.parametrize("name", REAL_CLIPS)
+def test_thesis_frames_are_preprocessed_as_the_thesis_did_to_the_level(loaded, real_clips, name):
+    frames, _ = media.sample_frames(real_clips[name], loaded.config.fps)
+    decoded, shown = thesis_frames(real_clips[name])
+    assert torch.equal(frames, decoded[shown[: len(frames)]]), "decoded frames differ from FFmpeg's rgb24"
+    ours, theirs = loaded.frame_encoder.preprocess(frames), thesis_pixels(frames)
+    apart = (_levels(ours) - _levels(theirs)).abs()
+    assert apart.max() == 0, f"{(apart > 0).float().mean():.1%} of the values are up to {apart.max():.0f} levels apart"
+    assert torch.equal(ours, theirs)
+
+
+@pytest.mark.parametrize("name", REAL_CLIPS)
+def test_thesis_tokens_on_real_clips_match_the_thesis_code(loaded, reference, real_clips, name):
+    clip = real_clips[name]
+    info = media.probe_video(clip)
+    ours, mask = windows.video_condition(loaded, clip, info)(0.0, info.duration)  # what generation is conditioned on
+    expected = reference.video_tokens(clip)
+    assert ours.shape == expected.shape == (1, 30, DECODER_WIDTH) and mask.all()
+    assert (ours - expected).abs().max().item() <= 1e-5
 
 
 def test_frame_window_spreads_long_clips_over_the_trained_positions():
@@ -178,6 +256,31 @@ def test_peft_adapter_in_audiocraft_naming_matches_the_reference(peft_dir, peft_
     assert (plain_logits - ours_logits).abs().max().item() > 1e-2
 
 
+def test_an_adapter_that_changes_nothing_says_so_in_one_line_when_it_loads(tmp_path, thesis_dir, loaded, peft_dir,
+                                                                           stereo_musicgen, caplog):
+    """The thesis's _peft adapters as published: its optimizer never updated them, so B is still 0."""
+    from video_bgm.lora import read_adapter
+
+    folder = tmp_path / "nature_small_peft"
+    folder.mkdir()
+    (folder / "lm_final.pt").symlink_to(thesis_dir / "lm_final.pt")
+    (folder / "configuration.yml").write_text(yaml.safe_dump(training_config(PUBLISHED_MUSICGEN, use_peft=True)))
+    decoder = MusicgenForConditionalGeneration.from_pretrained(stereo_musicgen).decoder
+    write_audiocraft_adapter(folder / "musicgen_peft_final", decoder, r=4, alpha=8.0, trained=False)
+    with caplog.at_level("WARNING"):
+        model = VideoBGM.from_pretrained(folder, device="cpu", musicgen=str(stereo_musicgen))
+    notes = [r.getMessage() for r in caplog.records if "exactly zero" in r.getMessage()]
+    assert len(notes) == 1 and "\n" not in notes[0], notes
+    assert "musicgen_peft_final" in notes[0] and "MusicGen's decoder stays as published" in notes[0]
+    published = loaded.musicgen.model.decoder.state_dict()
+    assert all(torch.equal(w, published[name]) for name, w in model.musicgen.model.decoder.state_dict().items())
+
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        read_adapter(peft_dir[0] / "musicgen_peft_final")  # a trained adapter: nothing to say
+    assert not [r for r in caplog.records if "exactly zero" in r.getMessage()]
+
+
 def test_converter_writes_our_format_that_needs_no_pickle(tmp_path, peft_dir, peft_loaded, frames, stereo_musicgen):
     folder, _ = peft_dir
     direct = peft_loaded
@@ -190,6 +293,7 @@ def test_converter_writes_our_format_that_needs_no_pickle(tmp_path, peft_dir, pe
                      "musicgen_adapter/adapter_config.json", "musicgen_adapter/adapter_model.safetensors"]
     config = json.loads((out / "config.json").read_text())
     assert config["num_frames"] == 30 and config["musicgen_adapter"] == "musicgen_adapter"
+    assert config["frame_encoder"]["preprocessing"] == "pil"  # fed as the thesis fed it after conversion too
     card = (out / "README.md").read_text()
     assert str(stereo_musicgen) not in card.split("---")[1]  # a local path is no base model on the hub
     assert "## Training configuration" in card and "wandb_project: thesis" in card and "r=4, alpha=8" in card

@@ -224,6 +224,17 @@ def test_other_settings_in_the_same_output_dir_are_refused(tmp_path, tiny_bundle
     assert training_main("--config", config, "--set", "model.fps=1.0") == 1
 
 
+def test_a_run_saved_before_a_setting_existed_resumes(tmp_path, tiny_bundle, clips12):
+    """A run's saved config lacking frame_encoder.preprocessing (older code) has its default: the same settings."""
+    config = tiny_config(tmp_path, tiny_bundle, clips12, max_steps=2)
+    assert training_main("--config", config) == 0
+    saved_path = tmp_path / "run" / "training_config.yaml"
+    saved = yaml.safe_load(saved_path.read_text())
+    del saved["model"]["frame_encoder"]["preprocessing"]
+    saved_path.write_text(yaml.safe_dump(saved))
+    assert training_main("--config", config) == 0
+
+
 def test_early_stopping(tmp_path, tiny_bundle, clips12, monkeypatch):
     from video_bgm.train.loop import Trainer
 
@@ -266,6 +277,24 @@ def test_cache_is_computed_once_and_only_what_changed_is_recomputed(tmp_path, ti
     assert training_main("--config", config, "--set", f"output_dir={tmp_path / 'fps'}", "--set", "model.fps=1.0") == 0
     assert calls == {"frames": 12, "audio": 0}
     assert len(list((cache / "frames").rglob("*.safetensors"))) == 24
+
+
+def test_frames_preprocessed_another_way_are_cached_apart(tmp_path):
+    """Features of PIL-resized frames (the thesis's way) are never reused for tensor-resized ones."""
+    from types import SimpleNamespace
+
+    from video_bgm.config import FrameEncoderConfig, VideoModelConfig
+    from video_bgm.train.cache import FeatureCache
+
+    musicgen = SimpleNamespace(audio_channels=1, num_codebooks=4)
+
+    def cache(preprocessing: str) -> FeatureCache:
+        encoder = FrameEncoderConfig(kind="resnet50", name="IMAGENET1K_V2", preprocessing=preprocessing)
+        return FeatureCache(tmp_path, VideoModelConfig(frame_encoder=encoder), musicgen)
+
+    tensor, pil = cache("tensor"), cache("pil")
+    assert tensor.frames_dir != pil.frames_dir and tensor.codes_dir == pil.codes_dir
+    assert json.loads((pil.frames_dir / "settings.json").read_text())["preprocessing"] == "pil"
 
 
 def test_unreadable_clips_are_reported_once_and_skipped(tmp_path, tiny_bundle, capsys):

@@ -1,6 +1,7 @@
 """Test helpers: an independent reference of the thesis's video model, written from
-shared/thesis-checkpoints.md (not from our loader), files in the thesis's exact layout, and a
-Hugging Face cache laid out as huggingface_hub lays it out.
+shared/thesis-checkpoints.md and the frame path of the thesis's published training_utils.py
+(not from our loader), files in the thesis's exact layout, and a Hugging Face cache laid out as
+huggingface_hub lays it out.
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ import math
 import os
 from pathlib import Path
 
+import av
+import numpy as np
 import torch
 import yaml
+from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
 from torchvision.models import ResNet50_Weights, resnet50
@@ -54,8 +58,30 @@ class VideoEncoder(nn.Module):
         self.linear = nn.Linear(d, out_dim)
 
 
+def thesis_frames(path) -> tuple[torch.Tensor, list[int]]:
+    """A video's frames, RGB uint8 [n, H, W, 3] decoded with PyAV (FFmpeg's rgb24 conversion, as
+    moviepy's ffmpeg pipe did), and which of them the thesis's ``VideoFileClip.get_frame(i)`` gave for
+    i = 0..29 s: the frame shown at t = i; past the video's end, moviepy 1.0.3 returned the last frame
+    it had returned, i.e. that of the video's last whole second."""
+    with av.open(str(path)) as container:
+        duration = container.duration / av.time_base
+        decoded = [(frame.time, frame.to_ndarray(format="rgb24")) for frame in container.decode(video=0)]
+    times = np.array([t for t, _ in decoded])
+    last_second = max(math.ceil(duration) - 1, 0)
+    shown = [max(int(np.searchsorted(times, min(t, last_second) + 1e-6, side="right")) - 1, 0)
+             for t in range(POSITIONS)]
+    return torch.from_numpy(np.stack([rgb for _, rgb in decoded])), shown
+
+
+def thesis_pixels(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 frames [T, H, W, 3] -> [T, 3, 224, 224]: each frame a PIL image through the IMAGENET1K_V2
+    preset, as the thesis's VideoFeatureExtractor did (``Image.fromarray``, then the preset)."""
+    preset = ResNet50_Weights.IMAGENET1K_V2.transforms()
+    return torch.stack([preset(Image.fromarray(frame)) for frame in frames.numpy()])
+
+
 class ThesisVideoModel(nn.Module):
-    """frames -> ResNet-50 (IMAGENET1K_V2 preprocessing) -> + positions -> encoder -> Linear(d -> D)."""
+    """frames -> ResNet-50 (PIL images, IMAGENET1K_V2 preset) -> + positions -> encoder -> Linear(d -> D)."""
 
     def __init__(self, out_dim: int, d: int = D_ENCODER, heads: int = HEADS, ff: int = FF, layers: int = LAYERS):
         super().__init__()
@@ -65,8 +91,16 @@ class ThesisVideoModel(nn.Module):
     @torch.no_grad()
     def frame_features(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 frames [T, H, W, 3] -> ResNet features [T, 2048]."""
-        pixels = ResNet50_Weights.IMAGENET1K_V2.transforms()(frames.permute(0, 3, 1, 2))
-        return self.video_feature_extractor.resnet(pixels).flatten(1)
+        return self.video_feature_extractor.resnet(thesis_pixels(frames)).flatten(1)
+
+    @torch.no_grad()
+    def video_tokens(self, path) -> torch.Tensor:
+        """What the thesis's generate_background_music conditioned MusicGen on for a video file:
+        tokens [1, 30, D] of its frames at t = 0..29 s (in eval mode: the thesis left dropout on)."""
+        frames, shown = thesis_frames(path)
+        used = sorted(set(shown))  # each distinct frame through the ResNet once (the thesis ran all 30)
+        features = self.frame_features(frames[used])
+        return self.tokens(features[[used.index(i) for i in shown]])
 
     @torch.no_grad()
     def tokens(self, features: torch.Tensor) -> torch.Tensor:
@@ -118,9 +152,13 @@ AUDIOCRAFT_MODULES = {
 }
 
 
-def write_audiocraft_adapter(folder: Path, decoder, r: int = 4, alpha: float = 8.0, seed: int = 1) -> dict:
+def write_audiocraft_adapter(folder: Path, decoder, r: int = 4, alpha: float = 8.0, seed: int = 1,
+                             trained: bool = True) -> dict:
     """A PEFT LoRA adapter as saved from audiocraft's LM, shaped for ``decoder`` (transformers'
-    MusicgenForCausalLM). Returns {transformers module name: (A, B)} for the reference."""
+    MusicgenForCausalLM). Returns {transformers module name: (A, B)} for the reference.
+
+    ``trained=False``: B stays at PEFT's initial zeros, as in the thesis's adapters (its optimizer
+    held only the video encoder's parameters)."""
     torch.manual_seed(seed)
     folder.mkdir(parents=True, exist_ok=True)
     state, reference = {}, {}
@@ -128,7 +166,7 @@ def write_audiocraft_adapter(folder: Path, decoder, r: int = 4, alpha: float = 8
         for audiocraft, ours in AUDIOCRAFT_MODULES.items():
             linear = layer.get_submodule(ours)
             a = torch.randn(r, linear.in_features) * 0.1
-            b = torch.randn(linear.out_features, r) * 0.1
+            b = torch.randn(linear.out_features, r) * 0.1 if trained else torch.zeros(linear.out_features, r)
             state[f"base_model.model.transformer.layers.{i}.{audiocraft}.lora_A.weight"] = a
             state[f"base_model.model.transformer.layers.{i}.{audiocraft}.lora_B.weight"] = b
             reference[f"model.decoder.layers.{i}.{ours}"] = (a, b)

@@ -68,11 +68,21 @@ class FrameEncoderConfig:
     kind "clip": ``name`` is a hub id or folder of a CLIP vision model (image embeddings).
     kind "resnet50": ``name`` is "IMAGENET1K_V2" (torchvision's weights) or "bundled"
     (weights stored in the model folder's safetensors under ``frame_encoder.``).
+
+    preprocessing: how the model's frames were resized when it was trained, so that it is fed the
+    same way: "tensor", on uint8 tensors (ours); "pil", each frame a PIL image through torchvision's
+    preset, as the thesis did (resnet50 only; see frames.py for how far apart the two are).
     """
 
     kind: typing.Literal["clip", "resnet50"] = "clip"
     name: str = "openai/clip-vit-base-patch32"
     revision: str | None = None
+    preprocessing: typing.Literal["tensor", "pil"] = "tensor"
+
+    def validate(self) -> None:
+        if self.preprocessing == "pil" and self.kind != "resnet50":
+            raise ValueError(f"frame_encoder.preprocessing: 'pil' is the thesis's ResNet-50 recipe; "
+                             f"kind {self.kind!r} takes 'tensor'")
 
 
 @dataclass
@@ -140,6 +150,7 @@ class VideoModelConfig:
             raise ValueError(f"num_frames: must be >= 0, got {self.num_frames}")
         if self.num_frames > self.temporal.max_positions:
             raise ValueError(f"num_frames: {self.num_frames} exceeds temporal.max_positions {self.temporal.max_positions}")
+        self.frame_encoder.validate()
         self.temporal.validate()
 
     def to_dict(self) -> dict:

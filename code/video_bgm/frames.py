@@ -1,8 +1,9 @@
 """Frozen per-frame image encoders: uint8 frames [T, H, W, 3] -> features [T, F].
 
-Each encoder carries its own model's preprocessing, done on tensors (no PIL round trip):
-CLIP reads resize/crop/mean/std from the model's image-processor config; ResNet-50 uses the
-IMAGENET1K_V2 recipe (resize 232, centre crop 224, ImageNet mean/std), as the thesis did.
+Each encoder carries its own model's preprocessing: CLIP reads resize/crop/mean/std from the
+model's image-processor config; ResNet-50 uses torchvision's IMAGENET1K_V2 preset (resize 232,
+centre crop 224, ImageNet mean/std). Both run on uint8 tensors, except for models trained on PIL
+images (``FrameEncoderConfig.preprocessing == "pil"``: the thesis's), which get PIL images again.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch import nn
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
@@ -99,7 +101,8 @@ class ResNet50FrameEncoder(FrameEncoder):
     resize, crop = 232, 224
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
-    def __init__(self, weights: str | None = "IMAGENET1K_V2", state_dict: dict | None = None):
+    def __init__(self, weights: str | None = "IMAGENET1K_V2", state_dict: dict | None = None,
+                 preprocessing: str = "tensor"):
         super().__init__()
         from torchvision.models import ResNet50_Weights, resnet50
 
@@ -107,13 +110,18 @@ class ResNet50FrameEncoder(FrameEncoder):
         self.model.fc = nn.Identity()
         if state_dict is not None:
             self.model.load_state_dict(state_dict)
-        # torchvision's own preset, as the thesis applied it: its uint8 resize rounds differently
-        # from transforms.v2's (by up to one level), which moves the features by ~1e-3.
+        # torchvision's own preset (its uint8 resize rounds differently from transforms.v2's).
+        # The thesis ran it on PIL images, whose fixed-point resize puts ~18 % of the pixels one
+        # level away from the tensor resize: its models get PIL images again ("pil").
         self.preset = ResNet50_Weights.IMAGENET1K_V2.transforms()
+        self.preprocessing = preprocessing
         self.freeze()
 
     def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 [T, H, W, 3] -> float pixels [T, 3, 224, 224] (resize 232, centre crop, ImageNet mean/std)."""
+        if self.preprocessing == "pil":
+            images = [Image.fromarray(frame) for frame in frames.cpu().numpy()]
+            return torch.stack([self.preset(image) for image in images]).to(self.device)
         return self.preset(frames.to(self.device).permute(0, 3, 1, 2))
 
     def embed(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -128,9 +136,9 @@ def build_frame_encoder(config: FrameEncoderConfig, base_dir: Path | None = None
     if config.name == "bundled":
         if not bundled_state:
             raise ModelError(base_dir, "frame_encoder.name is 'bundled' but model.safetensors holds no frame_encoder.* weights")
-        return ResNet50FrameEncoder(weights=None, state_dict=bundled_state)
+        return ResNet50FrameEncoder(weights=None, state_dict=bundled_state, preprocessing=config.preprocessing)
     try:
-        return ResNet50FrameEncoder(weights=config.name)
+        return ResNet50FrameEncoder(weights=config.name, preprocessing=config.preprocessing)
     except KeyError:
         raise ModelError(base_dir, f"frame_encoder.name: unknown ResNet-50 weights {config.name!r} "
                                    "(use 'IMAGENET1K_V2' or 'bundled')") from None

@@ -13,6 +13,7 @@ and merges them into the frozen decoder (W += scale * B @ A), so sampling costs 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,8 @@ AUDIOCRAFT_TO_TRANSFORMERS = {
 _TRANSFORMERS_MODULES = set(AUDIOCRAFT_TO_TRANSFORMERS.values())
 _KEY = re.compile(r"(?P<module>.+)\.(?P<part>lora_A|lora_B)\.weight")
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class LoraAdapter:
@@ -53,6 +56,11 @@ class LoraAdapter:
     @property
     def scale(self) -> float:
         return self.alpha / (self.r ** 0.5 if self.use_rslora else self.r)
+
+    @property
+    def is_zero(self) -> bool:
+        """Whether every update B @ A is exactly zero (an adapter never trained: PEFT starts B at 0)."""
+        return all(not a.any() or not b.any() for a, b in self.weights.values())
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """PEFT's key layout relative to the decoder (no ``base_model.model.`` prefix)."""
@@ -165,8 +173,12 @@ def read_adapter(folder: Path, defaults: dict | None = None) -> LoraAdapter:
             raise ModelError(folder, f"adapter weights for {module} have shapes {tuple(a.shape)} and {tuple(b.shape)}, "
                                      f"not rank r={r} as its config says")
         weights[module] = (a, b)
-    return LoraAdapter(weights, r, alpha, float(config.get("lora_dropout") or 0.0),
-                       bool(config.get("use_rslora", False)), source=str(folder))
+    adapter = LoraAdapter(weights, r, alpha, float(config.get("lora_dropout") or 0.0),
+                          bool(config.get("use_rslora", False)), source=str(folder))
+    if adapter.is_zero:  # the thesis's _peft adapters: its optimizer held only the video encoder
+        log.warning("%s: the adapter's update is exactly zero (every LoRA B @ A is 0): MusicGen's decoder stays "
+                    "as published", folder)
+    return adapter
 
 
 def _read_weights(folder: Path) -> dict[str, torch.Tensor]:

@@ -16,7 +16,8 @@ would run code is refused), and a 14.7 GB file is mapped, not read into memory; 
 the video model (the large checkpoints carry more) are reported and skipped.
 
 The model was trained on exactly 30 frames at t = 0..29 s; we keep it there (``num_frames=30``,
-``short_clips="hold_last"``, see frame_window.py).
+``short_clips="hold_last"``, see frame_window.py). Its frames were PIL images through torchvision's
+IMAGENET1K_V2 preset, and so are ours for it (``frame_encoder.preprocessing="pil"``).
 """
 
 from __future__ import annotations
@@ -194,7 +195,8 @@ def _model_config(folder: Path, training: dict, state: dict, musicgen: str | Non
         feature_dim=d, d_model=d, num_layers=layers, num_heads=heads, ff_dim=ff, dropout=0.1, activation="relu",
         norm_first=False, num_tokens=0, max_positions=positions, output_space="decoder", output_dim=out.shape[0],
     )
-    config = VideoModelConfig(musicgen=musicgen_ref, frame_encoder=FrameEncoderConfig(kind="resnet50", name="bundled"),
+    frame_encoder = FrameEncoderConfig(kind="resnet50", name="bundled", preprocessing="pil")
+    config = VideoModelConfig(musicgen=musicgen_ref, frame_encoder=frame_encoder,
                               fps=float(training["video_extraction_framerate"]), num_frames=positions,
                               short_clips="hold_last", temporal=temporal)
     config.validate()

@@ -7,13 +7,14 @@ stored under the cache folder, keyed by the file's content and those settings:
     <cache>/frames/<frame encoder + fps key>/<sha256 of the video>.safetensors   features [T, F] fp16
     <cache>/codes/<musicgen key>/<sha256 of the music file>.safetensors         codes [K, L] int16
 
-Changing the frame encoder or fps invalidates only the frames; changing MusicGen only the
-codes. Decoding runs in parallel worker threads (PyAV and decord release the GIL); the
-frozen models run in the main thread, batched, on the training device.
+Changing the frame encoder (any of its settings, its preprocessing too) or fps invalidates only
+the frames; changing MusicGen only the codes. Decoding runs in parallel worker threads (PyAV and
+decord release the GIL); the frozen models run in the main thread, batched, on the training device.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -59,8 +60,8 @@ def settings_key(settings: dict) -> str:
 
 
 def frames_key(config: VideoModelConfig) -> dict:
-    fe = config.frame_encoder
-    return {"kind": fe.kind, "name": fe.name, "revision": fe.revision, "fps": config.fps}
+    """Every frame-encoder setting: features made one way (tensor or PIL resize) are never reused for another."""
+    return {**dataclasses.asdict(config.frame_encoder), "fps": config.fps}
 
 
 def codes_key(config: VideoModelConfig, musicgen: MusicGen) -> dict:

@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ..config import from_dict
 from ..errors import UserInputError
 from ..frames import build_frame_encoder
 from ..model_folder import atomic_write
@@ -168,6 +169,10 @@ class Trainer:
             import yaml
 
             saved = yaml.safe_load(path.read_text())
+            try:  # written before a setting existed: it has that setting's default
+                saved = from_dict(TrainConfig, saved).to_dict()
+            except ValueError:
+                pass  # compared as written, so any difference is refused
             now = self.config.to_dict()
             for section in ("model", "data", "seed"):
                 if saved.get(section) != now.get(section):
