@@ -102,6 +102,19 @@ def test_cli_reports_config_errors_in_one_line(tmp_path):
 
 
 # --- data layouts ---------------------------------------------------------------------------
+def test_training_finds_every_video_that_generation_does(tmp_path):
+    """One list of video extensions: .3gp and .mts clips get music in folder mode and train too."""
+    from video_bgm.batch import videos_in
+
+    videos = tmp_path / "videos"
+    (videos / ".hidden").mkdir(parents=True)
+    for name in ("a.mp4", "b.3gp", "c.MTS", "d.m4v", ".e.mp4", ".hidden/f.mp4", "notes.txt"):
+        (videos / name).write_bytes(b"")
+    clips, _ = find_clips(DataConfig(layout="videos_with_audio", videos=str(videos)))
+    assert [c.video for c in clips] == videos_in(videos, recursive=True)
+    assert [c.video.name for c in clips] == ["a.mp4", "b.3gp", "c.MTS", "d.m4v"]
+
+
 def test_layouts_pair_videos_with_their_music(tmp_path):
     videos = tmp_path / "videos"
     videos.mkdir()

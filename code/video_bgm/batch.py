@@ -20,8 +20,6 @@ from .errors import UserInputError
 from .loudness import Mix
 
 # What a folder scan picks up: the containers FFmpeg reads that cameras, phones and editors write.
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".mts", ".wmv",
-                  ".flv", ".3gp")
 
 # (video, variation index, count) -> the pipeline's progress(stage, done, total), or None
 ProgressFactory = Callable[[Path, int, int], Callable | None]
@@ -94,19 +92,11 @@ def read_wav(path) -> tuple[np.ndarray, int]:
 # Folders
 
 
-def find_videos(folder: Path, recursive: bool = False) -> list[Path]:
-    """Video files in ``folder`` (and its subfolders with ``recursive``), sorted; hidden ones skipped."""
-    folder = Path(folder)
-    found = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in found if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
-
-
 def videos_in(folder: Path, recursive: bool = False) -> list[Path]:
-    """:func:`find_videos`, or a UserInputError when there are none."""
-    videos = find_videos(folder, recursive)
+    """:func:`media.find_videos`, or a UserInputError when there are none."""
+    videos = media.find_videos(folder, recursive)
     if not videos:
-        raise UserInputError(f"{folder}: no videos found ({', '.join(VIDEO_SUFFIXES)})"
+        raise UserInputError(f"{folder}: no videos found ({', '.join(sorted(media.VIDEO_EXTENSIONS))})"
                              + ("" if recursive else "; --recursive looks in subfolders too"))
     return videos
 

@@ -28,6 +28,9 @@ import torch
 
 from .errors import MediaError
 
+# What counts as a video file, everywhere (generation's folder mode, training, evaluation).
+VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".mts",
+                              ".wmv", ".flv", ".3gp"})
 # Output container per extension, and the audio codec it gets (WebM cannot hold AAC).
 OUTPUT_FORMATS = {".mp4": ("mp4", "aac"), ".mov": ("mov", "aac"),
                   ".mkv": ("matroska", "aac"), ".webm": ("webm", "libopus")}
@@ -202,6 +205,15 @@ def _scan_packets(path: str) -> tuple[float, int]:
     if count == 0:
         return 0.0, 0
     return end - first, count
+
+
+def find_videos(folder, recursive: bool = False) -> list[Path]:
+    """Video files in ``folder`` (and its subfolders with ``recursive``), sorted; hidden ones (or in
+    hidden folders) skipped."""
+    folder = Path(folder)
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in found if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from ..errors import UserInputError
 from ..train.config import DataConfig, load_train_config
-from ..train.data import SPLIT_NAME, VIDEO_EXTENSIONS, Clip, Skipped, find_clips
+from ..media import VIDEO_EXTENSIONS
+from ..train.data import SPLIT_NAME, Clip, Skipped, find_clips
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus", ".aac"}
 _TAKE = re.compile(r"^(?P<id>.+?)(?:\.take(?P<take>\d+))?$")

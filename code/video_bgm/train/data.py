@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserInputError
+from ..media import VIDEO_EXTENSIONS, find_videos
 from .config import DataConfig
 
-VIDEO_EXTENSIONS = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"}
 SPLIT_NAME = "split.json"
 
 
@@ -45,7 +45,7 @@ def find_clips(config: DataConfig) -> tuple[list[Clip], list[Skipped]]:
     if config.layout == "manifest":
         return _from_manifest(Path(config.manifest))
     videos_dir = _existing_dir(config.videos, "data.videos")
-    videos = _list_videos(videos_dir, config.recursive)
+    videos = find_videos(videos_dir, config.recursive)
     if not videos:
         raise UserInputError(f"{videos_dir}: no videos found (looked for {', '.join(sorted(VIDEO_EXTENSIONS))})")
     clips, skipped = [], []
@@ -71,12 +71,6 @@ def _existing_dir(path: str | None, key: str) -> Path:
     if folder is None or not folder.is_dir():
         raise UserInputError(f"{key}: {path} is not a folder")
     return folder
-
-
-def _list_videos(folder: Path, recursive: bool) -> list[Path]:
-    pattern = folder.rglob("*") if recursive else folder.glob("*")
-    return sorted(p for p in pattern if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
-                  and not p.name.startswith("."))
 
 
 def _from_manifest(path: Path) -> tuple[list[Clip], list[Skipped]]:
