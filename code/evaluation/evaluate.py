@@ -11,9 +11,8 @@ MusicGen baselines (unconditional, generic text prompt) and any --baseline-model
 
 from __future__ import annotations
 
-from video_bgm.cli import ArgumentParser, run
-from video_bgm.evaluation.embeddings import DEFAULT_CLAP
-from video_bgm.evaluation.runner import EvalOptions, evaluate
+from video_bgm.cli import ArgumentParser, quiet_libraries, run
+from video_bgm.evaluation import DEFAULT_CLAP
 
 
 def parse_args(argv=None):
@@ -57,6 +56,9 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    quiet_libraries()
+    from video_bgm.evaluation.runner import EvalOptions, evaluate  # torch, transformers: after the arguments
+
     options = EvalOptions(
         out=args.out, model=args.model, baseline_models=args.baseline_model, data=args.data, split=args.split,
         generated=args.generated, reference=args.reference, takes=args.takes, seconds=args.seconds,

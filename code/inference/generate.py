@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from video_bgm import batch, hub, loudness, media
-from video_bgm.cli import ArgumentParser, StageProgress, add_precision_argument, run
+from video_bgm.cli import ArgumentParser, StageProgress, add_precision_argument, quiet_libraries, run
 from video_bgm.config import GenerationParams
 from video_bgm.errors import UserInputError
 from video_bgm.pipeline import VideoBGM
@@ -71,6 +71,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    quiet_libraries()
     params = GenerationParams(guidance_scale=args.guidance_scale, temperature=args.temperature,
                               top_k=args.top_k, top_p=args.top_p, duration=args.duration,
                               seed=args.seed, prompt=args.prompt, window=args.window, overlap=args.overlap)

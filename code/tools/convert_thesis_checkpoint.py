@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from video_bgm import thesis
-from video_bgm.cli import ArgumentParser, run
+from video_bgm.cli import ArgumentParser, quiet_libraries, run
 from video_bgm.errors import UserInputError
 from video_bgm.refs import resolve_reference
 
@@ -25,6 +24,9 @@ def main(argv=None) -> int:
     p.add_argument("out", help="output model folder (created)")
     p.add_argument("--musicgen", default=None, help="name this MusicGen (hub id or folder) instead of the one in configuration.yml")
     args = p.parse_args(argv)
+    quiet_libraries()
+    from video_bgm import thesis  # torch: after the arguments
+
     folder = Path(args.folder)
     if not thesis.is_thesis_folder(folder):
         raise UserInputError(f"{folder}: not a thesis checkpoint folder (no {thesis.CONFIG_FILE})")

@@ -16,10 +16,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from video_bgm import hub, thesis
-from video_bgm.cli import ArgumentParser, run
+from video_bgm import hub
+from video_bgm.cli import ArgumentParser, quiet_libraries, run
 from video_bgm.errors import UserInputError
-from video_bgm.model_folder import CONFIG_NAME, read_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,6 +38,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    quiet_libraries()
     if not (args.models or args.list or args.examples):
         raise UserInputError("name a model (see --list), or pass --list or --examples")
     if args.list:
@@ -51,6 +51,9 @@ def main(argv=None) -> int:
 
 
 def list_checkpoints(models_dir: Path) -> None:
+    from video_bgm import thesis
+    from video_bgm.model_folder import CONFIG_NAME  # torch: imported after the arguments, like the rest
+
     try:
         sizes, exact = hub.folder_sizes(hub.THESIS_REPO), True
     except Exception:  # offline, no network, any hub error: the published approximate sizes
@@ -68,6 +71,8 @@ def list_checkpoints(models_dir: Path) -> None:
 
 
 def fetch_model(name: str, args) -> None:
+    from video_bgm import thesis
+
     ref = hub.parse_reference(name, args.subfolder, args.revision)
     if ref.path is not None:
         raise UserInputError(f"{name}: a local folder; nothing to download")
@@ -91,6 +96,9 @@ def fetch_model(name: str, args) -> None:
 
 def _frozen_models(folder: Path) -> list[str]:
     """Hub ids of the frozen models a model folder names (MusicGen, and CLIP for our own models)."""
+    from video_bgm import thesis
+    from video_bgm.model_folder import read_config
+
     if thesis.is_thesis_folder(folder):
         refs = [thesis.read_training_config(folder)["musicgen_model_id"]]
     else:

@@ -11,7 +11,6 @@ colours and pitch (for a training set of distinct clips, see make_synthetic_data
 from __future__ import annotations
 
 from video_bgm.cli import ArgumentParser, run
-from video_bgm.synthetic import frame_color, write_test_video
 
 
 def main(argv=None) -> int:
@@ -20,6 +19,8 @@ def main(argv=None) -> int:
     p.add_argument("--duration", type=float, default=8.0, help="seconds (default 8)")
     p.add_argument("--seed", type=int, default=0, help="picks the colours and the pitch (default 0: 440 Hz)")
     args = p.parse_args(argv)
+    from video_bgm.synthetic import frame_color, write_test_video  # PyAV: after the arguments
+
     fps, offset = 25, args.seed * 397  # 397: a prime, so seeds start the colour sequence far apart
     pitch = 440.0 * 2 ** ((args.seed % 24) / 12)  # two octaves of semitones
     print(write_test_video(args.out, duration=args.duration, fps=fps, size=(320, 240), audio_freq=pitch,

@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from video_bgm.cli import ArgumentParser, run
-from video_bgm.synthetic import write_paired_clips
 
 
 def main(argv=None) -> int:
@@ -22,6 +21,8 @@ def main(argv=None) -> int:
     p.add_argument("--clips", type=int, default=16, help="number of clips (default 16)")
     p.add_argument("--seconds", type=float, default=3.0, help="length of the shortest clip (default 3)")
     args = p.parse_args(argv)
+    from video_bgm.synthetic import write_paired_clips  # PyAV: after the arguments
+
     if args.clips < 4:
         p.error("--clips must be at least 4 (one per colour)")
     if not args.seconds > 0:

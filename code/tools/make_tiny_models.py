@@ -11,8 +11,7 @@ the "music" is noise. It exists to test the software, not to listen to.
 
 from __future__ import annotations
 
-from video_bgm.cli import ArgumentParser, run
-from video_bgm.random_models import write_tiny_bundle
+from video_bgm.cli import ArgumentParser, quiet_libraries, run
 
 
 def main(argv=None) -> int:
@@ -21,6 +20,9 @@ def main(argv=None) -> int:
     p.add_argument("--stereo", action="store_true", help="print the stereo model's folder instead")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
     args = p.parse_args(argv)
+    quiet_libraries()
+    from video_bgm.random_models import write_tiny_bundle  # torch, transformers: after the arguments
+
     models = write_tiny_bundle(args.dir, seed=args.seed)
     print(models["video-encoder-stereo" if args.stereo else "video-encoder"])
     return 0

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from video_bgm.cli import ArgumentParser, run
+from video_bgm.cli import ArgumentParser, quiet_libraries, run
 from video_bgm.errors import UserInputError
 from video_bgm.train.config import load_train_config
-from video_bgm.train.loop import Trainer
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "training_conf.yml"
 
@@ -33,6 +32,9 @@ def main(argv=None) -> int:
         config = load_train_config(args.config, args.set)
     except ValueError as err:
         raise UserInputError(f"{args.config}: {err}" if not str(err).startswith(str(args.config)) else str(err)) from None
+    quiet_libraries()
+    from video_bgm.train.loop import Trainer  # torch, transformers: after the arguments
+
     result = Trainer(config, show_progress=not args.quiet).run()
     print(f"model: {result.model_dir}")
     return 0

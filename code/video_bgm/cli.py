@@ -29,8 +29,11 @@ def add_precision_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def run(main: Callable[[], int | None], prog: str) -> None:
-    """Run ``main``; a ``UserInputError`` becomes one line on stderr and exit code 1."""
-    quiet_libraries()
+    """Run ``main``; a ``UserInputError`` becomes one line on stderr and exit code 1.
+
+    Nothing heavy happens here: a command parses its arguments first (``--help`` answers at once),
+    then imports torch and transformers and calls :func:`quiet_libraries`.
+    """
     try:
         code = main()
     except UserInputError as err:
@@ -43,7 +46,7 @@ def run(main: Callable[[], int | None], prog: str) -> None:
 
 
 def quiet_libraries() -> None:
-    """transformers warns about MusicGen's out-of-vocabulary pad id on every load (harmless) and
+    """Called by each command once its arguments are parsed (it imports transformers): transformers warns about MusicGen's out-of-vocabulary pad id on every load (harmless) and
     draws a bar for every weight file it reads; our own bars show what matters."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from transformers.utils import logging

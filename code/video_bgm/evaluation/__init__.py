@@ -5,3 +5,5 @@ writes ``metrics.json``, ``index.html``, ``report.md`` and plots; ``code/evaluat
 is its command line. The metric modules (``fad``, ``diversity``, ``correspondence``,
 ``embeddings``) are usable on their own.
 """
+
+DEFAULT_CLAP = "laion/clap-htsat-unfused"  # the CLAP model FAD and the text score use unless told

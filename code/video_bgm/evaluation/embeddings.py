@@ -28,8 +28,8 @@ from ..errors import ModelError
 from ..musicgen import MusicGen
 from ..refs import first_line, load_pretrained
 from ..train.cache import file_digest, save_atomic, settings_key
+from . import DEFAULT_CLAP
 
-DEFAULT_CLAP = "laion/clap-htsat-unfused"
 
 
 class ClapEmbedder:

@@ -35,7 +35,8 @@ from ..train.loop import conditioning_losses
 from ..train.segments import SegmentDataset
 from . import correspondence, diversity
 from .data import ReferenceSet, has_video, load_reference, read_generated
-from .embeddings import DEFAULT_CLAP, ClapEmbedder, EmbeddingCache, EncodecEmbedder
+from . import DEFAULT_CLAP
+from .embeddings import ClapEmbedder, EmbeddingCache, EncodecEmbedder
 from .fad import fad
 
 
