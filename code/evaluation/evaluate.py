@@ -11,9 +11,13 @@ MusicGen baselines (unconditional, generic text prompt) and any --baseline-model
 
 from __future__ import annotations
 
-from video_bgm.cli import ArgumentParser, run
-from video_bgm.evaluation.embeddings import DEFAULT_CLAP
-from video_bgm.evaluation.runner import EvalOptions, evaluate
+from video_bgm.cli import exit_cleanly_on_signals
+
+exit_cleanly_on_signals("evaluate.py")  # before the heavy imports: Ctrl-C while they load is one line too
+
+from video_bgm.cli import ArgumentParser, run  # noqa: E402
+from video_bgm.evaluation.embeddings import DEFAULT_CLAP  # noqa: E402
+from video_bgm.evaluation.runner import EvalOptions, evaluate  # noqa: E402
 
 
 def parse_args(argv=None):
