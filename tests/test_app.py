@@ -172,6 +172,26 @@ def test_output_store_purges_old_requests_and_closes():
     assert not store.root.exists()
 
 
+def test_output_store_caps_the_total_size_of_uploads_and_results(tmp_path):
+    """Issue 20: twenty uploads without a generation used to pile up for an hour, uncapped."""
+    uploads = tmp_path / "gradio"
+    store = OutputStore(max_age=3600, max_bytes=10_000, uploads=uploads)
+    try:
+        result = store.new_dir()  # a request's folder (the newest here) counts too
+        (result / "music.wav").write_bytes(b"y" * 3000)
+        now = time.time()
+        for i in range(6):  # 6 uploads of 3 kB, oldest first, each in its own folder as Gradio stores them
+            (uploads / f"hash{i}").mkdir(parents=True)
+            (uploads / f"hash{i}" / "clip.mp4").write_bytes(b"x" * 3000)
+            os.utime(uploads / f"hash{i}" / "clip.mp4", (now - 600 + i, now - 600 + i))
+        removed = store.enforce_size_cap(keep=[uploads / "hash0" / "clip.mp4"])  # the upload being looked at
+        assert removed == 4 * 3000
+        assert sorted(p.name for p in uploads.iterdir()) == ["hash0", "hash5"] and result.is_dir()
+        assert OutputStore(max_bytes=None).enforce_size_cap() == 0
+    finally:
+        store.close()
+
+
 def test_model_cache_loads_each_model_once_per_device():
     calls = []
 
@@ -395,6 +415,39 @@ def test_bad_requests_are_refused_and_the_server_keeps_serving(client, server, a
     out = predict(client, app_media["good"], seed=3, random_seed=False)
     assert Path(video_path(out[0])).is_file() and out[13] == 3
     assert server.proc.poll() is None
+
+
+def test_hostile_uploads_are_refused_and_lying_headers_size_nothing(client, server, app_media, tmp_path):
+    """Issue 20: each hostile upload is one message naming the file, and the server keeps serving;
+    a header claiming 99 h (or 1 s) over 3 s of frames gets 3 s of music and a note."""
+    from gradio_client.exceptions import AppError
+    from test_media import lie_about_duration
+
+    good = app_media["good"].read_bytes()
+    hostile = {"empty.mp4": b"", "cut.mp4": good[: len(good) // 3], "photo.mp4": b"\x89PNG\r\n\x1a\n" + bytes(64),
+               "zeroed.mp4": good[: len(good) // 2] + bytes(len(good) - len(good) // 2)}
+    for name, data in hostile.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(AppError, match=name):
+            predict(client, path)
+        assert server.proc.poll() is None
+    honest = Path(write_test_video(tmp_path / "honest.mkv", duration=3.0, fps=10, size=(64, 48)))
+    for claim, said in ((b"99:00:03.0", "356403 s (99.0 h)"), (b"00:00:01.0", "1.00 s")):
+        lying = tmp_path / f"lying_{claim[:2].decode()}.mkv"
+        lying.write_bytes(lie_about_duration(honest, claim))
+        out = predict(client, lying, seed=4, random_seed=False)
+        assert f"{lying.name}: its header says {said} but its video data lasts 3.00 s; 3.00 s used" in out[12]
+        assert out[12].startswith("3 s of music")
+        assert sf.info(out[1]).duration == pytest.approx(3.0)
+        assert abs(media.decode_audio(video_path(out[0]), 32000, 1).shape[1] / 32000 - 3.0) < 0.05
+
+
+def test_page_states_the_storage_cap(server):
+    import urllib.request
+
+    config = urllib.request.urlopen(server.url + "config", timeout=30).read().decode()
+    assert "Uploads and results are kept for an hour and 2000 MB in all at most" in config
 
 
 def test_three_concurrent_clients(server, app_media, tmp_path):

@@ -223,11 +223,15 @@ def test_real_process_prints_no_traceback_for_a_corrupt_video(tmp_path, tiny_bun
 
 
 def test_failure_while_writing_leaves_nothing(tmp_path, tiny_bundle, clip_3s, monkeypatch):
-    def broken_mux(*args, **kwargs):
-        raise OSError("disk full")
+    """The disk fills while muxing (after the WAV was written): one line naming the output, nothing left."""
+    import errno
+    import os
 
-    monkeypatch.setattr(media, "mux_audio", broken_mux)
-    with pytest.raises(OSError, match="disk full"):
-        generate_cli.main([str(clip_3s), "--model", str(tiny_bundle["video-encoder"]),
-                           "--out", str(tmp_path / "m.mp4"), "--quiet"])
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(media, "_remux_with_audio", full_disk)
+    code, _, err = generate(clip_3s, "--model", tiny_bundle["video-encoder"], "--out", tmp_path / "m.mp4", "--quiet")
+    assert code == 1
+    assert err.strip() == f"generate.py: error: {tmp_path / 'm.mp4'}: cannot write: No space left on device"
     assert list(tmp_path.iterdir()) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import av
@@ -12,7 +13,7 @@ import soundfile
 import torch
 
 from video_bgm import media
-from video_bgm.errors import MediaError
+from video_bgm.errors import MediaError, OutputError
 from video_bgm.synthetic import (decode_frame_index, frame_schedule, sine, write_test_audio,
                                  write_test_video, write_text_file)
 
@@ -310,17 +311,41 @@ def test_write_wav_round_trip(tmp_path):
 
 
 def test_write_wav_failure_leaves_nothing(tmp_path, monkeypatch):
+    """A disk that fills after a few bytes: one OutputError naming the WAV and the cause, the old file kept."""
     path = tmp_path / "out.wav"
     path.write_bytes(b"previous")
-
-    def broken_write(file, *args, **kwargs):
-        Path(file).write_bytes(b"half")
-        raise OSError("disk full")
-
-    monkeypatch.setattr(soundfile, "write", broken_write)
-    with pytest.raises(OSError):
-        media.write_wav(path, np.zeros((1, 10), np.float32), 32000)
+    monkeypatch.setattr(media, "open", filling_disk(100), raising=False)
+    with pytest.raises(OutputError) as err:
+        media.write_wav(path, np.zeros((1, 32000), np.float32), 32000)
+    assert str(err.value) == f"{path}: cannot write: No space left on device"
     assert os.listdir(tmp_path) == ["out.wav"] and path.read_bytes() == b"previous"
+
+
+def filling_disk(capacity: int):
+    """A stand-in for ``open`` whose files take ``capacity`` bytes, then fail as a full disk does."""
+    import builtins
+    import errno
+
+    class FullFile:
+        def __init__(self, file):
+            self.file, self.written = file, 0
+
+        def write(self, data):
+            self.written += len(data)
+            if self.written > capacity:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.file.name)
+            return self.file.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+
+    return lambda path, mode="r", *args, **kwargs: FullFile(builtins.open(path, mode, *args, **kwargs))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -378,7 +403,7 @@ def test_mux_audio_into_incompatible_container(clips, tmp_path):
     with pytest.raises(MediaError, match=r"h264.*\.mkv"):
         media.mux_audio(clips("c.mp4", codec="libx264"), sine(1000.0, 32000, 32000), 32000, out)
     assert os.listdir(tmp_path) == []
-    with pytest.raises(MediaError, match="unsupported output type"):
+    with pytest.raises(OutputError, match="unsupported output type"):
         media.mux_audio(clips("c.mp4"), sine(1000.0, 32000, 32000), 32000, tmp_path / "out.avi")
     assert os.listdir(tmp_path) == []
 
@@ -470,11 +495,35 @@ def test_bad_input_raises_media_error(clips, tmp_path, case, problem):
         assert str(err.value).startswith(f"{path}: ")
 
 
-def test_truncated_with_intact_header_fails_when_sampling(clips, tmp_path):
+def test_truncated_with_intact_header_is_as_long_as_what_is_left(clips, tmp_path):
+    """The header says 3 s; half the file is there: the duration is the data's, and the claim is reported."""
     src = clips("long.mp4", duration=3.0, fps=30, size=(128, 96), audio=False)
     path = _truncated(src, tmp_path / "cut.mp4", faststart=True)
     info = media.probe_video(path)  # the header and first frame are intact
+    assert info.claimed_duration == pytest.approx(3.0) and 0.3 < info.duration < 2.0
+    assert info.duration_note() == (f"cut.mp4: its header says 3.00 s but its video data lasts {info.duration:.2f} s; "
+                                    f"{info.duration:.2f} s used")
+    frames, times = media.sample_frames(path, 2, info)  # all of what is there
+    assert times[-1] < info.duration
+    # Decoding still refuses times well past the last decodable frame (data that demuxes but is corrupt).
     with pytest.raises(MediaError, match="truncated"):
-        media.sample_frames(path, 2, info)
-    frames, _ = media.sample_frames(path, 2, info, duration=0.5)  # the part that is there still works
-    assert indices_of(frames) == [0]
+        media.sample_frames(path, 2, replace(info, duration=3.0))
+
+
+def test_header_that_lies_long_or_short(clips, tmp_path):
+    """A Matroska DURATION tag edited to 99 h, or to 1 s, over 3 s of frames: the frames decide."""
+    src = Path(clips("tagged.mkv", duration=3.0, fps=10, size=(64, 48)))
+    for claim, expected in ((b"99:00:03.0", "356403 s (99.0 h)"), (b"00:00:01.0", "1.00 s")):
+        lying = tmp_path / f"lie-{claim[:2].decode()}.mkv"
+        lying.write_bytes(lie_about_duration(src, claim))
+        info = media.probe_video(lying)
+        assert info.duration == pytest.approx(3.0) and info.num_frames == 30
+        assert info.duration_note() == f"{lying.name}: its header says {expected} but its video data lasts 3.00 s; 3.00 s used"
+    assert media.probe_video(src).duration_note() == ""
+
+
+def lie_about_duration(mkv: Path, claim: bytes) -> bytes:
+    """The bytes of a 3 s FFmpeg-written Matroska file with its DURATION tags saying ``claim`` (HH:MM:SS.f)."""
+    data = mkv.read_bytes()
+    assert data.count(b"00:00:03.0") >= 1
+    return data.replace(b"00:00:03.0", claim)

@@ -11,8 +11,10 @@ MusicGen baselines (unconditional, generic text prompt) and any --baseline-model
 
 from __future__ import annotations
 
-from video_bgm.cli import ArgumentParser, quiet_libraries, run
-from video_bgm.evaluation import DEFAULT_CLAP
+exit_cleanly_on_signals("evaluate.py")  # before any other import: Ctrl-C while they load is one line too
+
+from video_bgm.cli import ArgumentParser, quiet_libraries, run  # noqa: E402
+from video_bgm.evaluation import DEFAULT_CLAP  # noqa: E402
 
 
 def parse_args(argv=None):

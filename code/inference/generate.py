@@ -14,17 +14,24 @@ under --out (a folder) with the same layout; finished outputs are skipped, a fil
 reported and skipped, and the exit code is 1 if any failed. Music of any length is made in
 windows (--window, --overlap); it is normalised to --loudness LUFS with short fades, and
 --keep-original-audio DB mixes it with the video's own sound instead of replacing it.
+
+The input is never overwritten, and a file the command was not told to write (the WAV beside
+the video) is replaced only with --overwrite; every output is checked before the model loads.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from video_bgm.cli import exit_cleanly_on_signals
 
-from video_bgm import batch, hub, loudness, media
-from video_bgm.cli import ArgumentParser, StageProgress, add_precision_argument, quiet_libraries, run
-from video_bgm.config import GenerationParams
-from video_bgm.errors import UserInputError
-from video_bgm.pipeline import VideoBGM
+exit_cleanly_on_signals("generate.py")  # before the heavy imports: Ctrl-C while they load is one line too
+
+from pathlib import Path  # noqa: E402
+
+from video_bgm import batch, hub, loudness, media, outputs  # noqa: E402
+from video_bgm.cli import ArgumentParser, StageProgress, add_precision_argument, quiet_libraries, run  # noqa: E402
+from video_bgm.config import GenerationParams  # noqa: E402
+from video_bgm.errors import UserInputError  # noqa: E402
+from video_bgm.pipeline import VideoBGM  # noqa: E402
 
 VIDEO_SUFFIXES = tuple(media.OUTPUT_FORMATS)  # the containers we write
 
@@ -53,6 +60,9 @@ def parse_args(argv=None):
     p.add_argument("--variations", type=int, default=1,
                    help="takes per video, written as NAME_1, NAME_2, ... (seeds SEED, SEED+1, ...; default 1)")
     p.add_argument("--recursive", action="store_true", help="with a folder: its subfolders' videos too")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing files the command was not told to write (the WAV beside --out, "
+                        "the takes NAME_1, ...); the input is never replaced")
     p.add_argument("--loudness", type=float, default=loudness.DEFAULT_LOUDNESS,
                    help="output loudness in LUFS (ITU-R BS.1770; default -16)")
     p.add_argument("--fade", type=float, default=loudness.DEFAULT_FADE,
@@ -88,16 +98,25 @@ def main(argv=None) -> int:
         raise UserInputError("--subfolder and --revision need --model (a hub repo id)")
     folder_mode = Path(args.video).is_dir()
     out = Path(args.out)
+    # Everything that can fail without the model fails here, before it loads.
     if folder_mode:
         if out.suffix.lower() in VIDEO_SUFFIXES or out.is_file():
             raise UserInputError(f"--out {out}: with a folder of videos, --out is a folder")
+        if outputs.is_same_file(out, args.video):
+            raise UserInputError(f"--out {out}: is the input folder; the outputs would replace its videos")
         batch.videos_in(Path(args.video), args.recursive)  # an empty folder fails before any model loads
+        outputs.check_writable_folder(next(p for p in [out, *out.absolute().parents] if p.exists()))
     else:
+        outputs.check_name_length(out)
+        if out.is_dir():
+            raise UserInputError(f"--out {out}: is a folder; name the output video ({', '.join(VIDEO_SUFFIXES)})")
         if out.suffix.lower() not in VIDEO_SUFFIXES:
             raise UserInputError(f"--out {out}: use one of {', '.join(VIDEO_SUFFIXES)}")
         if not out.parent.is_dir():
             raise UserInputError(f"--out {out}: folder {out.parent} does not exist")
         info = media.probe_video(args.video)  # bad input fails here, before any model loads
+        outs = batch.variation_paths(out, args.variations)
+        batch.check_takes(args.video, outs, overwrite=args.overwrite, named=len(outs) == 1)
     model = VideoBGM.from_pretrained(args.model or hub.DEFAULT_MODEL, device=args.device, musicgen=args.musicgen,
                                      subfolder=args.subfolder, revision=args.revision,
                                      precision=args.precision)
@@ -116,8 +135,8 @@ def main(argv=None) -> int:
             summary = batch.run_folder(model, args.video, out, params, mix, args.variations, args.recursive,
                                        progress=progress)
         else:
-            written = batch.write_music(model, args.video, info, params, mix,
-                                        batch.variation_paths(out, args.variations), progress=progress)
+            written = batch.write_music(model, args.video, info, params, mix, outs, progress=progress,
+                                        overwrite=args.overwrite)
     finally:
         for bar in bars:
             bar.close()

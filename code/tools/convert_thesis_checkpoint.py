@@ -11,11 +11,15 @@ read as tensors only (never unpickling code), and no pickle file is needed after
 
 from __future__ import annotations
 
-from pathlib import Path
+from video_bgm.cli import exit_cleanly_on_signals
 
-from video_bgm.cli import ArgumentParser, quiet_libraries, run
-from video_bgm.errors import UserInputError
-from video_bgm.refs import resolve_reference
+exit_cleanly_on_signals("convert_thesis_checkpoint.py")  # before any other import: Ctrl-C while they load is one line too
+
+from pathlib import Path  # noqa: E402
+
+from video_bgm.cli import ArgumentParser, quiet_libraries, run  # noqa: E402
+from video_bgm.errors import UserInputError  # noqa: E402
+from video_bgm.refs import resolve_reference  # noqa: E402
 
 
 def main(argv=None) -> int:

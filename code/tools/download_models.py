@@ -13,12 +13,16 @@ offline. A thesis checkpoint is also converted into models/NAME (safetensors, no
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
+from video_bgm.cli import exit_cleanly_on_signals
 
-from video_bgm import hub
-from video_bgm.cli import ArgumentParser, quiet_libraries, run
-from video_bgm.errors import UserInputError
+exit_cleanly_on_signals("download_models.py")  # before any other import: Ctrl-C while they load is one line too
+
+import shutil  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from video_bgm import hub  # noqa: E402
+from video_bgm.cli import ArgumentParser, quiet_libraries, run  # noqa: E402
+from video_bgm.errors import UserInputError  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -12,11 +12,15 @@ output_dir to resume where it stopped.
 
 from __future__ import annotations
 
-from pathlib import Path
+from video_bgm.cli import exit_cleanly_on_signals
 
-from video_bgm.cli import ArgumentParser, quiet_libraries, run
-from video_bgm.errors import UserInputError
-from video_bgm.train.config import load_train_config
+exit_cleanly_on_signals("training.py")  # before any other import: Ctrl-C while they load is one line too
+
+from pathlib import Path  # noqa: E402
+
+from video_bgm.cli import ArgumentParser, quiet_libraries, run  # noqa: E402
+from video_bgm.errors import UserInputError  # noqa: E402
+from video_bgm.train.config import load_train_config  # noqa: E402
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "training_conf.yml"
 

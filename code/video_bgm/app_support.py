@@ -167,6 +167,7 @@ class Limits:
     max_upload_mb: float = 200.0  # MiB; the web server also refuses larger uploads
     max_video_seconds: float = 300.0  # longer videos are refused
     max_music_seconds: float = 300.0  # music per clip (made window by window); the app passes max_video_seconds
+    max_stored_mb: float = 2000.0  # uploads and results kept at once, in MiB; the oldest go first
 
 
 def display_name(path) -> str:
@@ -299,17 +300,44 @@ class OutputStore:
     """A private temporary folder with one subfolder per request.
 
     Subfolders older than ``max_age`` seconds are removed when a new one is made; ``close``
-    removes everything (the app calls it at exit).
+    removes everything (the app calls it at exit). With ``max_bytes``, :meth:`enforce_size_cap`
+    keeps the results and the uploads in ``uploads`` (Gradio's folder, one subfolder per file)
+    under that many bytes together, removing the oldest first: uploads alone, which never reach
+    our code until a generation, could otherwise fill the disk.
     """
 
-    def __init__(self, max_age: float = 3600.0, parent: str | None = None):
+    def __init__(self, max_age: float = 3600.0, parent: str | None = None, max_bytes: int | None = None,
+                 uploads: Path | None = None):
         self.root = Path(tempfile.mkdtemp(prefix="video-bgm-app-", dir=parent))
         self.max_age = max_age
+        self.max_bytes = max_bytes
+        self.uploads = uploads
         self._lock = threading.Lock()
 
     def new_dir(self, prefix: str = "request-") -> Path:
         self.purge()
+        self.enforce_size_cap()
         return Path(tempfile.mkdtemp(prefix=prefix, dir=self.root))
+
+    def enforce_size_cap(self, keep=()) -> int:
+        """Remove the oldest entries (a request's folder, an upload's folder) until the total is at most
+        ``max_bytes``, never one holding a path in ``keep``; returns the bytes removed."""
+        if self.max_bytes is None:
+            return 0
+        keep = [Path(k).resolve() for k in keep if k]
+        with self._lock:
+            entries = [_entry_size(folder) for folder in self.root.glob("request-*")]
+            if self.uploads is not None and self.uploads.is_dir():
+                entries += [_entry_size(child) for child in self.uploads.iterdir()]
+            total, removed = sum(size for _, size, _ in entries), 0
+            for _, size, folder in sorted(entries):
+                if total <= self.max_bytes:
+                    break
+                if any(k == folder.resolve() or folder.resolve() in k.parents for k in keep):
+                    continue
+                shutil.rmtree(folder, ignore_errors=True) if folder.is_dir() else folder.unlink(missing_ok=True)
+                total, removed = total - size, removed + size
+            return removed
 
     def purge(self, now: float | None = None) -> None:
         now = time.time() if now is None else now
@@ -324,6 +352,19 @@ class OutputStore:
 
     def close(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _entry_size(path: Path) -> tuple[float, int, Path]:
+    """(newest modification time, bytes, path) of a file or a folder's files."""
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    newest, size = 0.0, 0
+    for f in files:
+        try:
+            stat = f.stat()
+        except FileNotFoundError:
+            continue
+        newest, size = max(newest, stat.st_mtime), size + stat.st_size
+    return newest, size, path
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import loudness, media
+from . import loudness, media, outputs
 from .config import GenerationParams
 from .errors import UserInputError
 from .loudness import Mix
@@ -49,15 +49,31 @@ def is_done(out: Path) -> bool:
     return Path(out).is_file() and Path(out).with_suffix(".wav").is_file()
 
 
+def check_takes(video, outs: list[Path], overwrite: bool = True, named: bool = True) -> None:
+    """What can fail before any generation: each take's video and WAV can be written, neither is
+    the input, and the video stream fits each output container. ``named``: the user named the
+    video outputs (one take of ``--out``); the WAVs beside them, and every output otherwise,
+    replace an existing file only with ``overwrite``."""
+    for out in map(Path, outs):
+        wav = out.with_suffix(".wav")
+        outputs.check_outputs(named=[out] if named else [], derived=[wav] if named else [out, wav],
+                              inputs=[video], overwrite=overwrite)
+    for suffix in dict.fromkeys(Path(out).suffix.lower() for out in outs):
+        media.check_muxable(video, Path(outs[0]).with_suffix(suffix))
+
+
 def write_music(model, video, info: media.VideoInfo, params: GenerationParams, mix: Mix, outs: list[Path],
-                progress: ProgressFactory | None = None, takes: list[int] | None = None) -> list[Written]:
+                progress: ProgressFactory | None = None, takes: list[int] | None = None,
+                overwrite: bool = True) -> list[Written]:
     """One take per path in ``outs``: take i (``takes[i]``, default i) has seed ``params.seed + i``
     (a random start when None), so a take redone later is the same take. The music is generated,
     finished per ``mix``, and written as ``out`` (muxed, exactly as long as the video) and
-    ``out``.wav (the finished music alone, without the original sound)."""
+    ``out``.wav (the finished music alone, without the original sound). The outputs are checked
+    first (:func:`check_takes`: one take's ``out`` counts as named, several takes' names do not)."""
+    check_takes(video, outs, overwrite=overwrite, named=len(outs) == 1)
     takes = list(range(len(outs))) if takes is None else takes
     base = params.seed if params.seed is not None else secrets.randbelow(2**31)
-    original, notes = None, []
+    original, notes = None, [note for note in [info.duration_note()] if note]
     if mix.keep_original is not None:
         if info.has_audio:
             original = media.decode_audio(video, model.sample_rate, model.audio_channels)
@@ -67,17 +83,26 @@ def write_music(model, video, info: media.VideoInfo, params: GenerationParams, m
     for i, (take, out) in enumerate(zip(takes, outs)):
         report = progress(Path(video), i, len(outs)) if progress else None
         result = model.generate(video, replace(params, seed=base + take), progress=report, info=info)
-        take_notes = list(notes)
+        take_notes = list(notes) + [note for note in [music_not_in_video(result.duration, info.duration)] if note]
         music = loudness.finish(result.audio, result.sample_rate, replace(mix, keep_original=None))
         audio = music if original is None else loudness.finish(result.audio, result.sample_rate, mix, original,
                                                               notes=take_notes)
         if report:
             report("muxing", 0, 1)
-        media.write_outputs(video, audio, result.sample_rate, out, duration=info.duration, wav_audio=music)
+        media.write_outputs(video, audio, result.sample_rate, out, duration=info.duration, wav_audio=music, info=info)
         if report:
             report("muxing", 1, 1)
         written.append(Written(Path(out), Path(out).with_suffix(".wav"), result.seed, result.duration, take_notes))
     return written
+
+
+def music_not_in_video(music_seconds: float, video_seconds: float) -> str:
+    """A note when the music outlasts the video: the muxed file stops with the video, the WAV does not."""
+    extra = music_seconds - video_seconds
+    if extra < 0.05:
+        return ""
+    return (f"{extra:.1f} s of the {music_seconds:g} s of music are not in the video ({video_seconds:.1f} s long); "
+            "the WAV has all of it")
 
 
 def read_wav(path) -> tuple[np.ndarray, int]:
@@ -125,7 +150,8 @@ def run_folder(model, folder, out_dir, params: GenerationParams, mix: Mix, varia
                recursive: bool = False, progress: ProgressFactory | None = None,
                log: Callable[[str], None] | None = None) -> Summary:
     """Every video under ``folder`` into ``out_dir`` (same layout). A video whose outputs all exist
-    is skipped; one that fails (unreadable, too long, ...) is reported and the batch goes on."""
+    is skipped; one that fails (unreadable, too long, ...) is reported and the batch goes on. The
+    files under ``out_dir`` are this function's own: a lone half of an output pair is made again."""
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     folder, out_dir = Path(folder), Path(out_dir)
     videos = videos_in(folder, recursive)

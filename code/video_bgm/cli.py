@@ -1,9 +1,10 @@
-"""What every command-line tool shares: one-line errors, exit codes, tqdm progress."""
+"""What every command-line tool shares: one-line errors, exit codes, Ctrl-C and SIGTERM, tqdm progress."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from typing import Callable
 
@@ -28,8 +29,43 @@ def add_precision_argument(parser: argparse.ArgumentParser) -> None:
                              "GPUs and CPUs with native bfloat16, see the README's Performance section)")
 
 
+INTERRUPTED, TERMINATED = 130, 143  # the shell's 128 + SIGINT / SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt: the stack unwinds, so every ``finally`` that
+    removes temporary files runs, and code that lets Ctrl-C through lets this through too."""
+
+
+def _interrupt_line(prog: str, err: BaseException) -> tuple[str, int]:
+    if isinstance(err, Terminated):
+        return f"{prog}: terminated", TERMINATED
+    return f"{prog}: interrupted", INTERRUPTED
+
+
+def exit_cleanly_on_signals(prog: str) -> None:
+    """From here on, Ctrl-C and SIGTERM end the program with one line and exit code 130 / 143, even
+    while the libraries are still being imported (scripts call this before importing them)."""
+    def terminate(signum, frame):
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, terminate)
+    previous_hook = sys.excepthook
+
+    def hook(kind, value, traceback):
+        if not issubclass(kind, KeyboardInterrupt):
+            return previous_hook(kind, value, traceback)
+        line, code = _interrupt_line(prog, value)
+        print(line, file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(code)  # Python would otherwise re-raise SIGINT on itself (exit status -2, not 130)
+
+    sys.excepthook = hook
+
+
 def run(main: Callable[[], int | None], prog: str) -> None:
-    """Run ``main``; a ``UserInputError`` becomes one line on stderr and exit code 1.
+    """Run ``main``; a ``UserInputError`` becomes one line on stderr and exit code 1, Ctrl-C and
+    SIGTERM (see :func:`exit_cleanly_on_signals`) one line and 130 / 143.
 
     Nothing heavy happens here: a command parses its arguments first (``--help`` answers at once),
     then imports torch and transformers and calls :func:`quiet_libraries`.
@@ -39,9 +75,10 @@ def run(main: Callable[[], int | None], prog: str) -> None:
     except UserInputError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         sys.exit(1)
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as err:
+        line, code = _interrupt_line(prog, err)
+        print(line, file=sys.stderr)
+        sys.exit(code)
     sys.exit(code or 0)
 
 

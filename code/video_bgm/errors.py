@@ -25,3 +25,12 @@ class ModelError(UserInputError):
         self.model = str(model)
         self.problem = problem
         super().__init__(f"{self.model}: {problem}")
+
+
+class OutputError(UserInputError):
+    """An output that cannot or must not be written: ``"<path>: <problem>"`` (the problem names the cause)."""
+
+    def __init__(self, path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")

@@ -13,20 +13,20 @@ float32 ``[channels, samples]`` in [-1, 1].
 from __future__ import annotations
 
 import heapq
+import io
 import os
 import re
-import tempfile
-from contextlib import contextmanager
+import wave
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
-import soundfile
 import torch
 
-from .errors import MediaError
+from .errors import MediaError, OutputError
+from .outputs import atomic_outputs, check_outputs
 
 # What counts as a video file, everywhere (generation's folder mode, training, evaluation).
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".mts",
@@ -42,19 +42,35 @@ _BATCH = 32  # frames per decord.get_batch call: bounds the extra memory to one 
 # Sampling times may run this far past the last decodable frame's end before the file counts as
 # truncated (a file cut short can still have complete metadata and a decodable first frame).
 _TRUNCATION_SLACK = 1.0
+# A header's duration this far from what the video data spans (s, or this fraction of it) is reported.
+_CLAIM_TOLERANCE, _CLAIM_TOLERANCE_FRACTION = 1.0, 0.02
 
 
 @dataclass(frozen=True)
 class VideoInfo:
     path: str
-    duration: float  # seconds of the video stream (the container's when the stream has none)
+    duration: float  # seconds the video stream's packets span: what the file holds, whatever its header says
     fps: float  # average frame rate
-    num_frames: int  # frames in the stream: from metadata or a packet count, else duration * fps
+    num_frames: int  # frames in the stream (a packet count)
     width: int  # as displayed, i.e. after rotation (a portrait phone video has width < height)
     height: int
     rotation: int  # clockwise degrees to rotate the stored frames by for display: 0, 90, 180 or 270
     has_audio: bool
     video_codec: str  # FFmpeg codec name, e.g. "h264", "vp9"
+    claimed_duration: float | None = None  # what the container's header says (None: it says nothing)
+
+    def duration_note(self) -> str:
+        """One line when the header's duration is not what the file holds, else ""."""
+        claimed = self.claimed_duration
+        if claimed is None or abs(claimed - self.duration) <= max(_CLAIM_TOLERANCE,
+                                                                 _CLAIM_TOLERANCE_FRACTION * self.duration):
+            return ""
+        return (f"{Path(self.path).name}: its header says {_seconds(claimed)} but its video data lasts "
+                f"{self.duration:.2f} s; {self.duration:.2f} s used")
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.2f} s" if value < 3600 else f"{value:.0f} s ({value / 3600:.1f} h)"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -63,6 +79,11 @@ class VideoInfo:
 
 def probe_video(path) -> VideoInfo:
     """Read a video's properties, decoding its first frame to prove the file is usable.
+
+    The duration is what the video's packets span (read to the end without decoding: 0.2 s for
+    5 minutes of 25 fps video), never just what the header claims: a header can say 99 hours for
+    a few seconds of frames, and everything sized by the duration (frames, music, padding) would
+    follow it. ``claimed_duration`` keeps the header's word; ``duration_note()`` reports a mismatch.
 
     Raises MediaError for a missing file, a folder, an empty or non-media file, a still image,
     a file without a video stream, a video without frames, and one whose first frame cannot
@@ -74,20 +95,23 @@ def probe_video(path) -> VideoInfo:
             raise MediaError(path, "is a still image, not a video")
         stream = _video_stream(container, path)
         first = _first_frame(container, stream, path)
-        duration, counted = _stream_duration(container, stream, path)
+        claimed = _claimed_duration(container, stream)
         fps = _frame_rate(stream)
         has_audio = bool(container.streams.audio)
         codec = stream.codec_context.name
+    spanned, counted = _scan_packets(path)
+    duration = spanned if counted else (claimed or 0.0)
     if duration <= 0:
         raise MediaError(path, "video has zero duration")
     fps = fps or (counted / duration if counted else 0.0) or 25.0  # 25: FFmpeg's own last resort
-    num_frames = stream.frames or counted or round(duration * fps)
+    num_frames = counted or round(duration * fps)
     rotation = _rotation_cw(first)
     width, height = first.width, first.height
     if rotation in (90, 270):
         width, height = height, width
     return VideoInfo(path=path, duration=duration, fps=fps, num_frames=max(1, num_frames), width=width,
-                     height=height, rotation=rotation, has_audio=has_audio, video_codec=codec)
+                     height=height, rotation=rotation, has_audio=has_audio, video_codec=codec,
+                     claimed_duration=claimed)
 
 
 def _check_file(path) -> str:
@@ -163,21 +187,18 @@ def _frame_rate(stream) -> float:
     return 0.0
 
 
-def _stream_duration(container, stream, path: str) -> tuple[float, int]:
-    """(duration in s, packet count or 0) of the video stream.
+def _claimed_duration(container, stream) -> float | None:
+    """What the header says the video stream lasts (s), or None.
 
     MP4/MOV store the stream's duration; Matroska/WebM only a per-stream DURATION tag (written
-    by FFmpeg and most muxers); live recordings (browser WebM) nothing, so count the packets.
+    by FFmpeg and most muxers) and the segment's; live recordings (browser WebM) nothing.
     """
     if stream.duration:
-        return float(stream.duration * stream.time_base), 0
+        return float(stream.duration * stream.time_base)
     tag = _parse_hms(stream.metadata.get("DURATION") or stream.metadata.get("duration") or "")
     if tag:
-        return tag, 0
-    duration, count = _scan_packets(path)
-    if duration > 0 or container.duration is None:
-        return duration, count
-    return container.duration / av.time_base, count
+        return tag
+    return container.duration / av.time_base if container.duration else None
 
 
 def _parse_hms(text: str) -> float:
@@ -191,12 +212,14 @@ def _scan_packets(path: str) -> tuple[float, int]:
     first, end, count = None, None, 0
     with _open_media(path) as container:
         stream = _video_stream(container, path)
+        rate = _frame_rate(stream)
+        frame_seconds = 1.0 / rate if rate else 0.0  # for packets without a duration (WebM's often lack it)
         try:
             for packet in container.demux(stream):
                 if packet.pts is None or packet.size == 0:
                     continue
                 start = float(packet.pts * packet.time_base)
-                stop = start + float((packet.duration or 0) * packet.time_base)
+                stop = start + (float(packet.duration * packet.time_base) if packet.duration else frame_seconds)
                 first = start if first is None else min(first, start)
                 end = stop if end is None else max(end, stop)
                 count += 1
@@ -438,11 +461,25 @@ def _match_channels(audio: np.ndarray, channels: int) -> np.ndarray:
 
 
 def write_wav(path, audio: np.ndarray, sample_rate: int) -> None:
-    """float32 [C, S] in [-1, 1] (or [S] mono) -> 16-bit PCM WAV, atomically (temp file + rename)."""
+    """float32 [C, S] in [-1, 1] (or [S] mono) -> 16-bit PCM WAV, whole or not at all (see outputs)."""
     audio = _channels_first(audio)
-    path = os.fspath(path)
-    with _atomic_output(path, ".wav") as tmp:
-        soundfile.write(tmp, np.clip(audio, -1.0, 1.0).T, sample_rate, subtype="PCM_16", format="WAV")
+    with atomic_outputs(path) as (tmp,):
+        _write_pcm16(tmp, audio, sample_rate)
+
+
+def _write_pcm16(path, audio: np.ndarray, sample_rate: int, chunk: int = 1 << 18) -> None:
+    """The WAV through a Python file, so a full disk is an OSError with its errno (libsndfile says only
+    "System error"); converted chunk by chunk, scaled like libsndfile (x 32767, rounded)."""
+    try:
+        with open(path, "wb") as f, wave.open(f, "wb") as w:
+            w.setnchannels(audio.shape[0])
+            w.setsampwidth(2)
+            w.setframerate(int(sample_rate))
+            for lo in range(0, audio.shape[1], chunk):
+                pcm = np.rint(np.clip(audio[:, lo:lo + chunk], -1.0, 1.0) * 32767.0).astype("<i2")
+                w.writeframes(np.ascontiguousarray(pcm.T).tobytes())
+    except OSError as err:  # a failed write() names no file: name this one, so the error names the WAV
+        raise OSError(err.errno, err.strerror, os.fspath(path)) from None
 
 
 def _channels_first(audio: np.ndarray) -> np.ndarray:
@@ -454,56 +491,63 @@ def _channels_first(audio: np.ndarray) -> np.ndarray:
     return audio
 
 
-@contextmanager
-def _atomic_output(path: str, suffix: str):
-    """Yield a temporary path next to ``path``; on success rename it to ``path``, else delete it."""
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=f".tmp{suffix}", dir=folder)
-    except OSError as err:
-        raise MediaError(path, f"cannot write here: {err.strerror or err}") from None
-    os.close(fd)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o644)  # mkstemp makes files private (0600); outputs are ordinary files
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 # ---------------------------------------------------------------------------------------------
 # Muxing
 
 
-def mux_audio(video_path, audio: np.ndarray, sample_rate: int, out_path, duration: float | None = None) -> None:
-    """Write ``out_path``: the video stream of ``video_path`` copied bit for bit + ``audio`` as its only audio.
-
-    audio: float32 [C, S] (C = 1 or 2) at ``sample_rate``; trimmed or zero-padded to the video's
-    duration (or ``duration``), then encoded as AAC (Opus for .webm). The container follows
-    out_path's extension (.mp4, .mov, .mkv, .webm). Rotation metadata is kept. The output is
-    written under a temporary name and renamed at the end, so it never exists half-written.
-    """
+def check_muxable(video_path, out_path) -> None:
+    """MediaError/OutputError now, before any generation, if ``video_path``'s video stream cannot be
+    copied into ``out_path``'s container (H.264 into WebM) or the extension is not one we write."""
     video_path, out_path = _check_file(video_path), os.fspath(out_path)
+    ext = _output_ext(out_path)
+    with _open_media(video_path) as src:
+        dst = av.open(io.BytesIO(), "w", format=OUTPUT_FORMATS[ext][0])  # a header in memory, nothing on disk
+        try:
+            _copy_stream(dst, _video_stream(src, video_path), video_path, ext)
+            dst.start_encoding()
+        except av.error.FFmpegError as err:
+            raise MediaError(video_path, f"its video cannot be copied into a {ext} file ({_reason(err)}); "
+                                         f"try an .mkv output") from None
+        finally:
+            dst.close()
+
+
+def _output_ext(out_path: str) -> str:
     ext = os.path.splitext(out_path)[1].lower()
     if ext not in OUTPUT_FORMATS:
-        raise MediaError(out_path, f"unsupported output type {ext or '(none)'}; use one of {', '.join(OUTPUT_FORMATS)}")
+        raise OutputError(out_path, f"unsupported output type {ext or '(none)'}; use one of {', '.join(OUTPUT_FORMATS)}")
+    return ext
+
+
+def mux_audio(video_path, audio: np.ndarray, sample_rate: int, out_path, duration: float | None = None,
+              info: VideoInfo | None = None) -> None:
+    """Write ``out_path``: the video stream of ``video_path`` copied bit for bit + ``audio`` as its only audio.
+
+    audio: float32 [C, S] (C = 1 or 2) at ``sample_rate``; trimmed or padded with silence to the
+    video's duration (or ``duration``), then encoded as AAC (Opus for .webm). The container follows
+    out_path's extension (.mp4, .mov, .mkv, .webm). Rotation metadata is kept. Written through
+    :func:`~video_bgm.outputs.atomic_outputs`: never half-written, and never over the input.
+    """
+    video_path, out_path = _check_file(video_path), os.fspath(out_path)
+    ext = _output_ext(out_path)
+    check_outputs(named=[out_path], inputs=[video_path])
+    with atomic_outputs(out_path) as (tmp,):
+        _mux_into(video_path, audio, sample_rate, tmp, ext, duration, info)
+
+
+def _mux_into(video_path: str, audio: np.ndarray, sample_rate: int, tmp, ext: str, duration: float | None,
+              info: VideoInfo | None) -> None:
     audio = _channels_first(audio)
-    info = probe_video(video_path)
+    info = info or probe_video(video_path)
+    # The probed duration is what the file holds, so the silence added is bounded by real data.
     target = info.duration if duration is None else duration
-    audio = _fit_length(audio, round(target * sample_rate))
-    with _atomic_output(out_path, ext) as tmp:
-        _remux_with_audio(video_path, audio, sample_rate, tmp, ext)
+    _remux_with_audio(video_path, audio[:, :round(target * sample_rate)], round(target * sample_rate),
+                      sample_rate, os.fspath(tmp), ext)
 
 
-def _fit_length(audio: np.ndarray, samples: int) -> np.ndarray:
-    """Trim or zero-pad [C, S] to exactly ``samples``."""
-    if audio.shape[1] >= samples:
-        return audio[:, :samples]
-    return np.pad(audio, ((0, 0), (0, samples - audio.shape[1])))
-
-
-def _remux_with_audio(video_path: str, audio: np.ndarray, sample_rate: int, tmp: str, ext: str) -> None:
+def _remux_with_audio(video_path: str, audio: np.ndarray, samples: int, sample_rate: int, tmp: str,
+                      ext: str) -> None:
+    """``audio`` [C, <= samples], then silence up to ``samples``, as the only audio beside the copied video."""
     container_format, audio_codec = OUTPUT_FORMATS[ext]
     with _open_media(video_path) as src, av.open(tmp, "w", format=container_format) as dst:
         video_in = _video_stream(src, video_path)
@@ -513,11 +557,13 @@ def _remux_with_audio(video_path: str, audio: np.ndarray, sample_rate: int, tmp:
         # The music's t = 0 is the first frame, which need not be at pts 0.
         offset = round(float((video_in.start_time or 0) * video_in.time_base) * sample_rate)
         packets = heapq.merge(_copied_packets(src, video_in, video_out),
-                              _encoded_packets(audio_out, audio, sample_rate, offset), key=_packet_time)
+                              _encoded_packets(audio_out, audio, samples, sample_rate, offset), key=_packet_time)
         try:
             for packet in packets:
                 dst.mux(packet)
         except av.error.FFmpegError as err:
+            if isinstance(err, OSError):  # the disk, not the codec: atomic_outputs names the output
+                raise
             raise MediaError(video_path, f"cannot copy its video into a {ext} file ({_reason(err)}); "
                                          f"try an .mkv output") from None
 
@@ -545,11 +591,17 @@ def _copied_packets(src, video_in, video_out):
         yield packet
 
 
-def _encoded_packets(stream, audio: np.ndarray, sample_rate: int, offset: int, chunk: int = 16384):
-    """Encode [C, S] audio in chunks (samples ``offset`` + i on the output timeline)."""
+def _encoded_packets(stream, audio: np.ndarray, samples: int, sample_rate: int, offset: int, chunk: int = 16384):
+    """Encode [C, S] audio then silence, ``samples`` in all, in chunks (samples ``offset`` + i on the
+    output timeline); the silence is made chunk by chunk, so no array as long as the video exists."""
     layout = _LAYOUTS[audio.shape[0]]
-    for lo in range(0, audio.shape[1], chunk):
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio[:, lo:lo + chunk]), format="fltp", layout=layout)
+    silence = np.zeros((audio.shape[0], chunk), dtype=np.float32)
+    for lo in range(0, samples, chunk):
+        part = audio[:, lo:lo + chunk]
+        n = min(chunk, samples - lo)
+        if part.shape[1] < n:
+            part = np.concatenate([part, silence[:, : n - part.shape[1]]], axis=1)
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(part), format="fltp", layout=layout)
         frame.sample_rate, frame.pts, frame.time_base = sample_rate, offset + lo, Fraction(1, sample_rate)
         yield from stream.encode(frame)
     yield from stream.encode(None)
@@ -566,20 +618,14 @@ def _packet_time(packet) -> float:
 
 
 def write_outputs(video, audio: np.ndarray, sample_rate: int, out, duration: float | None = None,
-                  wav_audio: np.ndarray | None = None) -> None:
+                  wav_audio: np.ndarray | None = None, info: VideoInfo | None = None) -> None:
     """Write ``out`` (``video`` with ``audio`` muxed in, see :func:`mux_audio`) and ``out`` with a
-    ``.wav`` suffix (``wav_audio``, default ``audio``) under temporary names, then rename both:
-    never half-written, and the video appears last (its presence means both are complete)."""
-    out = Path(out)
+    ``.wav`` suffix (``wav_audio``, default ``audio``): renamed into place together or not at all,
+    the video last (its presence means both are complete); neither may be the input."""
+    video, out = _check_file(video), Path(out)
     wav = out.with_suffix(".wav")
-    tmp_dir = tempfile.mkdtemp(prefix=f".{out.stem}.", dir=out.parent)
-    tmp_video, tmp_wav = Path(tmp_dir) / f"music{out.suffix}", Path(tmp_dir) / "music.wav"
-    try:
-        write_wav(tmp_wav, audio if wav_audio is None else wav_audio, sample_rate)
-        mux_audio(video, audio, sample_rate, tmp_video, duration=duration)
-        os.replace(tmp_wav, wav)
-        os.replace(tmp_video, out)
-    finally:
-        for leftover in (tmp_video, tmp_wav):
-            leftover.unlink(missing_ok=True)
-        os.rmdir(tmp_dir)
+    ext = _output_ext(os.fspath(out))
+    check_outputs(named=[out, wav], inputs=[video])
+    with atomic_outputs(out, wav) as (tmp_video, tmp_wav):
+        _write_pcm16(tmp_wav, _channels_first(audio if wav_audio is None else wav_audio), sample_rate)
+        _mux_into(video, audio, sample_rate, tmp_video, ext, duration, info)

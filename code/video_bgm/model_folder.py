@@ -16,15 +16,15 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from .config import VideoModelConfig, from_dict
 from .errors import ModelError
 from .lora import LoraAdapter, read_adapter
+from .outputs import write_atomic
 from .refs import first_line
 
 CONFIG_NAME = "config.json"
@@ -115,23 +115,13 @@ def write_parts(folder: str | os.PathLike, parts: ModelParts, card: str | None =
         finally:
             if tmp.exists():
                 _remove_tree(tmp)
-    atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata=metadata))
-    atomic_write(folder / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(config.to_dict(), indent=2) + "\n"))
+    # Serialised in memory and written by Python: a full disk is then an OSError with its cause
+    # (safetensors' own writer raises its own error type), which write_atomic reports in one line.
+    write_atomic(folder / WEIGHTS_NAME, save(state, metadata=metadata))
+    write_atomic(folder / CONFIG_NAME, json.dumps(config.to_dict(), indent=2) + "\n")
     if card is not None:
-        atomic_write(folder / CARD_NAME, lambda tmp: Path(tmp).write_text(card))
+        write_atomic(folder / CARD_NAME, card)
     return folder
-
-
-def atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Write through ``write(tmp_path)`` then rename, so ``path`` is never half-written."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _replace_dir(src: Path, dst: Path) -> None:

@@ -48,12 +48,28 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 @dataclass
 class Generation:
-    """One generated piece: ``audio`` is float32 [C, S] at ``sample_rate``."""
+    """One generated piece: ``audio`` is float32 [C, S] at ``sample_rate``.
+
+    ``save`` and ``mux`` write it the way generate.py does (whole or not at all, never over the
+    input, one ``OutputError`` line for any OS failure); the audio is written as generated, without
+    generate.py's loudness normalisation and fades (``video_bgm.loudness.finish`` does those).
+    """
 
     audio: np.ndarray
     sample_rate: int
     seed: int
     duration: float
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """The music as a 16-bit WAV at ``path``; returns the path."""
+        media.write_wav(path, self.audio, self.sample_rate)
+        return Path(path)
+
+    def mux(self, video: str | os.PathLike, path: str | os.PathLike) -> Path:
+        """``video``'s video stream (copied, not re-encoded) with the music as its only sound, at
+        ``path`` (.mp4, .mov, .mkv or .webm), trimmed or padded with silence to the video's length."""
+        media.mux_audio(video, self.audio, self.sample_rate, path)
+        return Path(path)
 
 
 class VideoBGM:

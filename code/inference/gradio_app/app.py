@@ -11,24 +11,31 @@ The app is a thin layer over ``video_bgm.app_support`` (model list, cache, limit
 
 from __future__ import annotations
 
-import atexit
-import logging
-import os
-import signal
-import sys
-from pathlib import Path
+from video_bgm.cli import exit_cleanly_on_signals
 
-from video_bgm import app_support
-from video_bgm.app_support import Limits, ModelCache, ModelList, OutputStore
-from video_bgm.cli import ArgumentParser, add_precision_argument, quiet_libraries, run
-from video_bgm.config import GenerationParams
-from video_bgm.errors import UserInputError
-from video_bgm.loudness import DEFAULT_LOUDNESS, Mix
-from video_bgm.refs import first_line
+exit_cleanly_on_signals("app.py")  # before the heavy imports: Ctrl-C while they load is one line too
+
+import atexit  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from video_bgm import app_support  # noqa: E402
+from video_bgm.app_support import Limits, ModelCache, ModelList, OutputStore  # noqa: E402
+from video_bgm.cli import ArgumentParser, add_precision_argument, quiet_libraries, run  # noqa: E402
+from video_bgm.config import GenerationParams  # noqa: E402
+from video_bgm.errors import UserInputError  # noqa: E402
+from video_bgm.loudness import DEFAULT_LOUDNESS, Mix  # noqa: E402
+from video_bgm.refs import first_line  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[3]
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 KEEP_OUTPUTS_SECONDS = 3600  # results (ours and Gradio's copies, uploads too) are deleted after an hour
+STORE_CHECK_SECONDS = 5.0  # how often the uploads' and results' total size is checked against --max-stored-mb
 log = logging.getLogger("video_bgm.app")
 
 # Defaults shown in the page (the same as generate.py's and GenerationParams').
@@ -48,14 +55,18 @@ def parse_args(argv=None):
     p.add_argument("--port", type=int, default=7860, help="default 7860")
     p.add_argument("--share", action="store_true", help="also serve through a public *.gradio.live link (opt-in)")
     p.add_argument("--max-upload-mb", type=float, default=200.0, help="largest video accepted, in MB (default 200)")
+    p.add_argument("--max-stored-mb", type=float, default=2000.0,
+                   help="uploads and results kept at once, in MB (default 2000); the oldest are removed first")
     p.add_argument("--max-duration", type=float, default=300.0,
                    help="longest video accepted, in seconds (default 300); longer music is made window by window")
     p.add_argument("--queue-size", type=int, default=16,
                    help="requests waiting at most; more are refused (default 16); one generation runs at a time")
     args = p.parse_args(argv)
-    for name in ("max_upload_mb", "max_duration", "queue_size"):
+    for name in ("max_upload_mb", "max_stored_mb", "max_duration", "queue_size"):
         if getattr(args, name) <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive")
+    if args.max_stored_mb < args.max_upload_mb:
+        p.error(f"--max-stored-mb ({args.max_stored_mb:g}) must be at least --max-upload-mb ({args.max_upload_mb:g})")
     return args
 
 
@@ -80,13 +91,15 @@ def build_app(models: ModelList, cache: ModelCache, store: OutputStore, limits: 
         """Shown under the upload: what the video is and how much music it will get."""
         if not video:
             return ""
+        store.enforce_size_cap(keep=[video])  # each upload may push older ones out
         try:
             info = app_support.check_video(video, limits)
             _, note = app_support.plan_duration(None, info.duration, limits.max_music_seconds)
         except UserInputError as err:
             return f"**Cannot use this file:** {err}"
+        header = f" Note: {info.duration_note()}." if info.duration_note() else ""
         return (f"{info.duration:.1f} s, {info.width}x{info.height}, {info.fps:.3g} fps, "
-                f"{'with' if info.has_audio else 'without'} sound. {note}")
+                f"{'with' if info.has_audio else 'without'} sound. {note}{header}")
 
     def generate(video, model, prompt, duration, variations, guidance_scale, temperature, top_k, top_p,
                  random_seed, seed, keep_original=False, music_level=-12.0, loudness=DEFAULT_LOUDNESS,
@@ -140,6 +153,8 @@ def build_app(models: ModelList, cache: ModelCache, store: OutputStore, limits: 
             "Upload a video, pick a model and press **Generate music**: you get the video with new music "
             "(the video stream is copied, not re-encoded), the music as a WAV, and a picture of it.\n\n"
             f"**Limits:** videos up to {limits.max_upload_mb:g} MB and {limits.max_video_seconds:g} s. "
+            f"Uploads and results are kept for an hour and {limits.max_stored_mb:g} MB in all at most "
+            "(the oldest are removed first: download what you want to keep). "
             "Music longer than MusicGen's 30 s window is made window by window, each window following its own "
             "part of the video and continuing the music before it. One generation runs at a time; other requests "
             f"wait in a queue of {queue_size}.", elem_id="intro")
@@ -190,6 +205,15 @@ def build_app(models: ModelList, cache: ModelCache, store: OutputStore, limits: 
     return demo
 
 
+def _keep_under_cap(store: OutputStore, every: float) -> None:
+    while True:
+        time.sleep(every)
+        try:
+            store.enforce_size_cap()
+        except OSError:
+            log.exception("could not keep the temporary folder under its size cap")
+
+
 def _seed(value) -> int:
     if value is None:
         raise UserInputError("seed: enter a number, or tick 'Random seed'")
@@ -222,16 +246,19 @@ def main(argv=None) -> int:
 
     device = str(resolve_device(args.device))
     limits = Limits(max_upload_mb=args.max_upload_mb, max_video_seconds=args.max_duration,
-                    max_music_seconds=args.max_duration)
+                    max_music_seconds=args.max_duration, max_stored_mb=args.max_stored_mb)
 
     # Everything this server writes (results, sample clips, and Gradio's uploads and copies unless
     # GRADIO_TEMP_DIR says otherwise) lives in one private folder, removed at exit. Gradio reads
     # GRADIO_TEMP_DIR when it is imported, hence the late import.
-    store = OutputStore(max_age=KEEP_OUTPUTS_SECONDS)
+    store = OutputStore(max_age=KEEP_OUTPUTS_SECONDS, max_bytes=int(args.max_stored_mb * 2**20))
     atexit.register(store.close)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # so that a terminated server cleans up too
     os.environ.setdefault("GRADIO_TEMP_DIR", str(store.root / "gradio"))
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    store.uploads = Path(os.environ["GRADIO_TEMP_DIR"])
+    # Uploads through the API reach no handler of ours until a generation: check the total regularly too.
+    threading.Thread(target=_keep_under_cap, args=(store, STORE_CHECK_SECONDS), daemon=True).start()
 
     demo = build_app(models, ModelCache(precision=args.precision), store, limits, device, args.queue_size,
                      make_examples(store.root / "examples"))

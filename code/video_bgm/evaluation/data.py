@@ -20,7 +20,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import UserInputError
+from .. import media
+from ..errors import MediaError, UserInputError
 from ..train.config import DataConfig, load_train_config
 from ..media import VIDEO_EXTENSIONS
 from ..train.data import SPLIT_NAME, Clip, Skipped, find_clips
@@ -91,8 +92,21 @@ def _from_run(run: Path, split: str) -> ReferenceSet:
 
 
 def _checked(reference: ReferenceSet, what: str) -> ReferenceSet:
+    """The clips whose video can be used (probed now, before any model loads: one skip line each,
+    not one per system later); none left is one line naming the first reason."""
+    usable = []
+    for clip in reference.clips:
+        try:
+            if has_video(clip):
+                media.probe_video(clip.video)
+        except MediaError as err:
+            reference.skipped.append(Skipped(clip.id, str(err)))
+            continue
+        usable.append(clip)
+    reference.clips = usable
     if not reference.clips:
-        raise UserInputError(f"{what}: no clips to evaluate on")
+        reason = f" ({reference.skipped[-1].why})" if reference.skipped else ""
+        raise UserInputError(f"{what}: no clips to evaluate on{reason}")
     return reference
 
 

@@ -12,13 +12,12 @@ from __future__ import annotations
 import html
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .. import media
+from ..outputs import write_atomic
 
 METRICS_NAME = "metrics.json"
 
@@ -48,10 +47,7 @@ def _jsonable(value):
 
 
 def _write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_atomic(path, text)
 
 
 # --- tables ----------------------------------------------------------------------------------

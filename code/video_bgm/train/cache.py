@@ -17,18 +17,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from tqdm import tqdm
 
 from .. import media
+from ..outputs import write_atomic
 from ..config import VideoModelConfig
 from ..errors import MediaError
 from ..frames import FrameEncoder
@@ -183,14 +182,7 @@ def encode_music(musicgen: MusicGen, audio: torch.Tensor) -> torch.Tensor:
 
 
 def save_atomic(tensors: dict, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, save(tensors))  # serialised in memory: a full disk is an OSError with its cause
 
 
 def load_cached(clip: CachedClip) -> tuple[torch.Tensor, torch.Tensor]:

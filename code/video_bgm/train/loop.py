@@ -27,8 +27,8 @@ from tqdm import tqdm
 from ..config import from_dict
 from ..errors import UserInputError
 from ..frames import build_frame_encoder
-from ..model_folder import atomic_write
 from ..musicgen import MusicGen
+from ..outputs import write_atomic
 from ..pipeline import VideoBGM
 from ..refs import resolve_reference
 from ..temporal import TemporalTransformer
@@ -133,7 +133,7 @@ def trim_metrics(path: Path, step: int) -> None:
     lines = path.read_text().splitlines(keepends=True)
     kept = [line for line in lines if line.strip() and _keeps(json.loads(line), step)]
     if len(kept) != len(lines):
-        atomic_write(path, lambda tmp: Path(tmp).write_text("".join(kept)))
+        write_atomic(path, "".join(kept))
 
 
 def _keeps(record: dict, step: int) -> bool:
