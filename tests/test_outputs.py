@@ -415,3 +415,38 @@ def test_convert_sweep(tmp_path, kind):
     assert str(folder) in line
     assert not (tmp_path / "converted").exists() or not any((tmp_path / "converted").iterdir())
     assert {p: digest(p) for p in folder.iterdir()} == before
+
+
+def test_training_sweep(tmp_path, tiny_bundle, clip_3s):
+    """Hostile files among good clips: each is reported once and skipped, the run trains on the rest and
+    leaves every input as it was; with only hostile files, one line; a config that is not YAML, one line."""
+    from test_training import paired_clips, tiny_config
+
+    training_cli = load_script("code/training/training.py")
+    videos = paired_clips(tmp_path / "videos", 4, duration=1.5)
+    files = hostile_files(tmp_path / "hostile", clip_3s)
+    for kind in ("empty", "text", "truncated", "zeroed", "image"):
+        shutil.copy(files[kind], videos / files[kind].name)
+    before = {p: digest(p) for p in videos.iterdir()}
+    config = tiny_config(tmp_path, tiny_bundle, videos, max_steps=1, eval_every=1, save_every=1)
+    code, _, err = call_main(training_cli, "training.py", "--config", config, "--quiet")
+    assert code == 0 and "Traceback" not in err, err
+    for kind in ("empty", "text", "truncated", "zeroed", "image"):
+        assert err.count(f"skipping {Path(files[kind].name).stem}:") == 1, (kind, err)
+    assert {p: digest(p) for p in videos.iterdir()} == before
+
+    only_bad = tmp_path / "only-bad"
+    only_bad.mkdir()
+    for kind in ("empty", "text"):
+        shutil.copy(files[kind], only_bad / files[kind].name)
+    (tmp_path / "second").mkdir()
+    config = tiny_config(tmp_path / "second", tiny_bundle, only_bad)
+    code, _, err = call_main(training_cli, "training.py", "--config", config, "--quiet")
+    lines = err.strip().splitlines()  # each skipped file as it is found, then the error
+    assert code == 1 and "Traceback" not in err and len(lines) == 3, err
+    assert lines[-1].startswith("training.py: error: no usable clips in the dataset (2 skipped")
+
+    not_yaml = tmp_path / "conf.yml"
+    not_yaml.write_text("train: [unclosed\n")
+    code, _, err = call_main(training_cli, "training.py", "--config", not_yaml, "--quiet")
+    assert code == 1 and str(not_yaml) in one_error_line(err, "training.py")

@@ -11,6 +11,8 @@ MusicGen baselines (unconditional, generic text prompt) and any --baseline-model
 
 from __future__ import annotations
 
+from video_bgm.cli import exit_cleanly_on_signals
+
 exit_cleanly_on_signals("evaluate.py")  # before any other import: Ctrl-C while they load is one line too
 
 from video_bgm.cli import ArgumentParser, quiet_libraries, run  # noqa: E402
