@@ -389,9 +389,9 @@ def test_a_full_disk_in_torch_save_is_one_line_and_leaves_nothing(full_filesyste
 
 def test_documented_yaml_values_work_unquoted(tmp_path):
     path = tmp_path / "conf.yml"
-    path.write_text("train:\n  mixed_precision: no\n")  # as training_conf.yml's comment lists it
+    path.write_text("data:\n  videos: v\ntrain:\n  mixed_precision: no\n")  # as training_conf.yml's comment lists it
     assert load_train_config(path).train.mixed_precision == "no"
-    assert load_train_config(None, ["train.mixed_precision=no"]).train.mixed_precision == "no"
+    assert load_train_config(None, ["data.videos=v", "train.mixed_precision=no"]).train.mixed_precision == "no"
     path.write_text("data:\n  recursive: no\n  videos: v\n")  # a YAML 1.1 boolean is not silently read
     with pytest.raises(ValueError, match="data.recursive: expected bool, got 'no'"):
         load_train_config(path)
