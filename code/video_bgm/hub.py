@@ -122,6 +122,7 @@ def parse_reference(ref: str | os.PathLike, subfolder: str | None = None, revisi
 
 _PROBE_TIMEOUT_S = 3.0
 _unreachable: str | None = None  # why the hub is out of reach, once a probe found it so
+_reachable = False  # a probe reached it: not asked again in this process
 
 
 def is_offline() -> bool:
@@ -146,9 +147,11 @@ def settle_offline_mode() -> bool:
     once; when it fails, this process switches to offline mode (huggingface_hub and transformers
     alike), so what is cached loads at once and what is not is one line at once.
     """
-    global _unreachable
+    global _unreachable, _reachable
     if is_offline():
         return True
+    if _reachable:
+        return False
     import socket
     import urllib.parse
     import urllib.request
@@ -159,6 +162,7 @@ def settle_offline_mode() -> bool:
     host, port = endpoint.hostname, endpoint.port or (443 if endpoint.scheme == "https" else 80)
     try:
         socket.create_connection((host, port), timeout=_PROBE_TIMEOUT_S).close()
+        _reachable = True
         return False
     except OSError:
         _unreachable = f"the hub ({host}) cannot be reached"
