@@ -1,8 +1,8 @@
 """Media I/O: probe a video, sample its frames, decode audio, write WAV, put music into a video.
 
 PyAV (FFmpeg) does the probing, audio and muxing; decord reads frames where it is installed (x86_64
-Linux and Windows), PyAV elsewhere. Every problem with an input file is raised as :class:`~video_bgm.errors.MediaError` (``"<path>: <problem>"``), never
-as a raw av/decord exception. Files are always validated with PyAV before decord sees them,
+Linux and Windows), PyAV elsewhere. Every problem with an input file is raised as
+:class:`~video_bgm.errors.MediaError` (``"<path>: <problem>"``), never as a raw av/decord exception. Files are always validated with PyAV before decord sees them,
 because decord can crash or hang on broken files.
 
 Conventions: times are float seconds from the start of the video stream; frames are uint8

@@ -100,7 +100,7 @@ def prepare_features(clips: list[Clip], cache: FeatureCache, frame_encoder: Fram
             video_digest = file_digest(clip.video)
             audio_digest = video_digest if clip.audio == clip.video else file_digest(clip.audio)
         except OSError as err:  # one unreadable file is that clip's problem, not the run's
-            return MediaError(err.filename or clip.video, f"cannot read ({err.strerror or err})")
+            return _unreadable(err, clip)
         return cache.paths(video_digest, audio_digest)
 
     def decode(clip: Clip, frames_path: Path, codes_path: Path):
@@ -159,7 +159,7 @@ def _finish(future, clip: Clip, paths: tuple[Path, Path], frame_encoder: FrameEn
         skip(clip, err)
         return
     except OSError as err:
-        skip(clip, MediaError(err.filename or clip.video, f"cannot read ({err.strerror or err})"))
+        skip(clip, _unreadable(err, clip))
         return
     if frames is not None:
         features = frame_encoder.encode(frames).to(torch.float16).cpu()
@@ -168,6 +168,10 @@ def _finish(future, clip: Clip, paths: tuple[Path, Path], frame_encoder: FrameEn
         codes = encode_music(musicgen, torch.from_numpy(audio))
         save_atomic({"codes": codes.to(torch.int16).cpu().contiguous()}, codes_path)
     ready.append(CachedClip(clip, frames_path, codes_path))
+
+
+def _unreadable(err: OSError, clip: Clip) -> MediaError:
+    return MediaError(err.filename or clip.video, f"cannot read ({err.strerror or err})")
 
 
 @torch.no_grad()
