@@ -220,6 +220,15 @@ def test_training_run_writes_a_model_generate_loads_and_resumes_when_rerun(tmp_p
     assert [r["split"] for r in metrics(run)].count("test") == 1
 
 
+def test_a_half_written_metrics_line_is_dropped_on_resume(tmp_path):
+    from video_bgm.train.loop import trim_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 5, "split": "train"}\n{"step": 9, "split": "train"}\n{"step": 10, "spl')
+    trim_metrics(path, 5)
+    assert path.read_text() == '{"step": 5, "split": "train"}\n'
+
+
 def _without_time(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "time"} for r in rows]
 

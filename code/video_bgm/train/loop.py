@@ -131,12 +131,16 @@ def trim_metrics(path: Path, step: int) -> None:
     if not path.is_file():
         return
     lines = path.read_text().splitlines(keepends=True)
-    kept = [line for line in lines if line.strip() and _keeps(json.loads(line), step)]
+    kept = [line for line in lines if _keeps(line, step)]
     if len(kept) != len(lines):
         write_atomic(path, "".join(kept))
 
 
-def _keeps(record: dict, step: int) -> bool:
+def _keeps(line: str, step: int) -> bool:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:  # the last line of a run killed while writing it
+        return False
     return record.get("split") != "test" and record.get("step", 0) <= step
 
 
