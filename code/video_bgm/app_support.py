@@ -16,7 +16,6 @@ runs (and is tested) without a browser or a server.
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import shutil
@@ -30,11 +29,11 @@ from typing import Callable
 import numpy as np
 
 from . import batch, media
-from .config import FORMAT_NAME, GenerationParams
+from .config import GenerationParams
 from .errors import MediaError, UserInputError
 from .loudness import Mix
+from .model_folder import folder_kind
 
-THESIS_FILES = ("configuration.yml", "lm_final.pt")  # a thesis checkpoint folder
 MAX_VARIATIONS = 4
 _SEARCH_DEPTH = 3  # models/<group>/<name>/<folder> at most
 
@@ -47,17 +46,6 @@ ReportProgress = Callable[[float, str], None]
 
 # ---------------------------------------------------------------------------------------------
 # Which models a client may choose
-
-
-def is_model_folder(folder: Path) -> bool:
-    """Our format (config.json with ``"format": "video-bgm"``) or a thesis checkpoint folder."""
-    config = folder / "config.json"
-    if config.is_file():
-        try:
-            return json.loads(config.read_text()).get("format") == FORMAT_NAME
-        except (OSError, ValueError, AttributeError):
-            return False  # a MusicGen's or CLIP's config.json, or garbage: not one of ours
-    return all((folder / name).is_file() for name in THESIS_FILES)
 
 
 def discover_models(models_dir: str | Path | None, extra: list[str] | tuple[str, ...] = ()) -> dict[str, str]:
@@ -83,7 +71,7 @@ def discover_models(models_dir: str | Path | None, extra: list[str] | tuple[str,
     stack = [(root, 0)]
     while stack:
         folder, depth = stack.pop()
-        if folder != root and is_model_folder(folder):
+        if folder != root and folder_kind(folder) is not None:
             if str(folder.resolve()) not in listed:
                 discovered[folder.relative_to(root).as_posix()] = str(folder.resolve())
             continue  # a model's own subfolders (its frozen models) are not models

@@ -22,7 +22,7 @@ from .errors import ModelError, UserInputError
 from .frames import FrameEncoder, build_frame_encoder
 from .lora import LoraAdapter
 from .loudness import limit_peak
-from .model_folder import CONFIG_NAME, WEIGHTS_NAME, ModelParts, read_config, read_parts, read_weights, write_parts
+from .model_folder import CONFIG_NAME, WEIGHTS_NAME, ModelParts, folder_kind, read_config, read_parts, read_weights, write_parts
 from .musicgen import MusicGen
 from .refs import first_line, resolve_reference
 from .temporal import TemporalTransformer
@@ -105,7 +105,7 @@ class VideoBGM:
         device = resolve_device(device) if isinstance(device, str) else device
         folder = locate_model(ref, subfolder=subfolder, revision=revision)
         override = resolve_reference(musicgen, None, "--musicgen") if musicgen else None
-        if thesis.is_thesis_folder(folder):
+        if folder_kind(folder) == "thesis":
             parts = thesis.read_checkpoint(folder, musicgen=override)
             files = (thesis.WEIGHTS_FILE, thesis.CONFIG_FILE)
         else:
@@ -245,8 +245,12 @@ def check_dimensions(config: VideoModelConfig, frame_encoder: FrameEncoder, musi
 def locate_model(ref: str | os.PathLike, subfolder: str | None = None, revision: str | None = None) -> Path:
     """A model folder on disk, or a hub model (repo id, subfolder, revision) in the Hugging Face cache."""
     folder = hub.locate(ref, subfolder=subfolder, revision=revision)
-    if not (folder / CONFIG_NAME).is_file() and not thesis.is_thesis_folder(folder):
-        raise ModelError(folder, f"not a model folder (no {CONFIG_NAME}), nor a thesis checkpoint (no {thesis.CONFIG_FILE})")
+    if folder_kind(folder) is None:
+        if (folder / CONFIG_NAME).is_file():
+            read_config(folder)  # says what is wrong with it
+            raise ModelError(folder, f"{CONFIG_NAME} is not a video-to-music model's config")
+        raise ModelError(folder, f"not a model folder (no {CONFIG_NAME}), nor a thesis checkpoint "
+                                 f"({thesis.CONFIG_FILE} and {thesis.WEIGHTS_FILE})")
     return folder
 
 
