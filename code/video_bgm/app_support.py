@@ -33,6 +33,7 @@ from .config import GenerationParams
 from .errors import MediaError, UserInputError
 from .loudness import Mix
 from .model_folder import folder_kind
+from .spectrum import power_db
 
 MAX_VARIATIONS = 4
 _SEARCH_DEPTH = 3  # models/<group>/<name>/<folder> at most
@@ -377,15 +378,12 @@ def music_picture(audio: np.ndarray, sample_rate: int, width: int = 640, height:
 
 def _spectrogram(mono: np.ndarray, sample_rate: int, width: int, height: int, n_fft: int,
                  dynamic_range_db: float) -> np.ndarray:
-    padded = np.pad(mono, (n_fft // 2, n_fft // 2))
     centres = np.linspace(0, max(len(mono) - 1, 0), width).round().astype(np.int64)
-    frames = padded[centres[:, None] + np.arange(n_fft)[None]] * np.hanning(n_fft)[None]  # (W, n_fft)
-    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2  # (W, n_fft/2 + 1)
     freqs = np.geomspace(30.0, sample_rate / 2, height)[::-1]  # top row: the highest frequency
     bins = np.clip((freqs / (sample_rate / 2) * (n_fft // 2)).round().astype(np.int64), 0, n_fft // 2)
-    db = 10 * np.log10(power[:, bins].T + 1e-12)  # (H, W)
+    db = power_db(mono, centres, n_fft)[bins]  # (H, W)
     level = np.clip((db - (db.max() - dynamic_range_db)) / dynamic_range_db, 0.0, 1.0)
-    if power.max() < 1e-10:  # silence: black, not the noise floor stretched to full scale
+    if db.max() < -100:  # silence: black, not the noise floor stretched to full scale
         level = np.zeros_like(level)
     scaled = level * (len(_RAMP) - 1)
     low = np.floor(scaled).astype(np.int64).clip(0, len(_RAMP) - 2)
