@@ -22,10 +22,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import hub, loudness
+from .. import hub
 from ..cli import (ArgumentParser, StageProgress, add_generation_arguments, add_precision_argument,
                    generation_params, quiet_libraries)
-from ..config import SAMPLING_OPTIONS
+from ..config import DEFAULT_DUCK, DEFAULT_FADE, DEFAULT_LOUDNESS, SAMPLING_OPTIONS, Mix
 from ..errors import UserInputError
 from ..formats import OUTPUT_FORMATS
 
@@ -50,14 +50,14 @@ def parse_args(argv=None, prog: str = PROG):
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing files the command was not told to write (the WAV beside --out, "
                         "the takes NAME_1, ...); the input is never replaced")
-    p.add_argument("--loudness", type=float, default=loudness.DEFAULT_LOUDNESS,
+    p.add_argument("--loudness", type=float, default=DEFAULT_LOUDNESS,
                    help="output loudness in LUFS (ITU-R BS.1770; default -16)")
-    p.add_argument("--fade", type=float, default=loudness.DEFAULT_FADE,
+    p.add_argument("--fade", type=float, default=DEFAULT_FADE,
                    help="seconds of fade-in and fade-out on the music (default 0.5; 0: none)")
     p.add_argument("--keep-original-audio", type=float, default=None, metavar="DB",
                    help="keep the video's own sound and mix the music DB dB relative to it "
                         "(-12: music 12 dB under the original; default: replace the sound with the music)")
-    p.add_argument("--duck", type=float, default=loudness.DEFAULT_DUCK, metavar="DB",
+    p.add_argument("--duck", type=float, default=DEFAULT_DUCK, metavar="DB",
                    help="with --keep-original-audio: lower the music by DB dB more while the original is loud "
                         "(default 6; 0: off)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if present")
@@ -72,7 +72,7 @@ def main(argv=None, prog: str = PROG) -> int:
     from .. import batch, media, outputs  # torch, PyAV: after the arguments
     from ..pipeline import VideoBGM
     params = generation_params(args)
-    mix = loudness.Mix(loudness=args.loudness, fade=args.fade, keep_original=args.keep_original_audio,
+    mix = Mix(loudness=args.loudness, fade=args.fade, keep_original=args.keep_original_audio,
                        duck=args.duck)
     try:
         params.validate()
