@@ -172,6 +172,13 @@ class GenerationParams:
     window: seconds of music per MusicGen window; longer music is made window by window, each
         conditioned on its own part of the video (see windows.py).
     overlap: seconds of music each window after the first continues (its audio-code prompt).
+    follow_cuts: scene-aware windows: a new window (and its conditioning) starts at a shot cut.
+    cuts: the cut times in seconds (None: detected in the video with PySceneDetect when needed).
+    cut_min_seconds: with follow_cuts, a window runs at least this long before a cut ends it.
+    candidates: K > 1 samples K candidates (rows of one batch) for each window holding a cut and
+        keeps the one whose beats best hit the cuts (at most 8).
+    nudge: percent (0: off): time-stretch the music between cuts by at most this much so the beat
+        nearest each cut lands on it, the total length kept.
     """
 
     guidance_scale: float = 3.0
@@ -183,6 +190,15 @@ class GenerationParams:
     prompt: str | None = None
     window: float = 30.0
     overlap: float = 10.0
+    follow_cuts: bool = False
+    cuts: list[float] | None = None
+    cut_min_seconds: float = 4.0
+    candidates: int = 1
+    nudge: float = 0.0
+
+    @property
+    def needs_cuts(self) -> bool:
+        return self.follow_cuts or self.candidates > 1 or self.nudge > 0
 
     def validate(self) -> None:
         if not self.guidance_scale >= 0:
@@ -201,3 +217,11 @@ class GenerationParams:
             raise ValueError(f"window: must be > 0 seconds, got {self.window}")
         if not 0 < self.overlap < self.window:
             raise ValueError(f"overlap: must be > 0 and less than the window ({self.window:g} s), got {self.overlap}")
+        if not 1 <= self.candidates <= 8:
+            raise ValueError(f"candidates: must be in [1, 8] (rows of one batch), got {self.candidates}")
+        if not 0 <= self.nudge <= 10:
+            raise ValueError(f"nudge: must be in [0, 10] percent, got {self.nudge:g}")
+        if not self.cut_min_seconds >= 2.0:
+            raise ValueError(f"cut_min_seconds: must be at least 2 s, got {self.cut_min_seconds:g}")
+        if self.cuts is not None and any(not c >= 0 for c in self.cuts):
+            raise ValueError("cuts: times must be >= 0 seconds")
