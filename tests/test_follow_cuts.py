@@ -84,7 +84,7 @@ def test_rerank_samples_candidates_as_rows_and_keeps_the_best(tiny_model, cut_cl
 def test_bad_cut_options_are_rejected():
     with pytest.raises(ValueError, match="candidates"):
         GenerationParams(candidates=9).validate()
-    with pytest.raises(ValueError, match="cut_min_seconds"):
-        GenerationParams(cut_min_seconds=1.0).validate()
+    with pytest.raises(ValueError, match="cut-min-seconds: must be at least 2 s"):
+        windows.check_min_scene(1.0)
     with pytest.raises(ValueError, match="nudge"):
         GenerationParams(nudge=20).validate()

@@ -17,17 +17,18 @@ import numpy as np
 import torch
 
 from . import cutsync, hub, media, model_card, shots, thesis, windows
-from .config import GenerationParams, VideoModelConfig
+from .config import GenerationParams, VideoModelConfig, check_window_options
 from .errors import ModelError, UserInputError
 from .frames import FrameEncoder, build_frame_encoder
 from .lora import LoraAdapter
-from .model_folder import CONFIG_NAME, WEIGHTS_NAME, ModelParts, read_config, read_parts, read_weights, write_parts
+from .loudness import limit_peak
+from .model_folder import CONFIG_NAME, WEIGHTS_NAME, ModelParts, folder_kind, read_config, read_parts, read_weights, write_parts
 from .musicgen import MusicGen
 from .refs import first_line, resolve_reference
 from .temporal import TemporalTransformer
 
 __all__ = ["VideoBGM", "Generation", "check_dimensions", "locate_model", "read_config", "read_weights",
-           "resolve_device", "limit_peak", "CONFIG_NAME", "WEIGHTS_NAME"]
+           "resolve_device", "CONFIG_NAME", "WEIGHTS_NAME"]
 MAX_SECONDS = 3 * 3600.0  # a sanity bound (a typo'd --duration); any length up to it is made window by window
 
 # (stage, done, total): stages are "frames", "encoding", "window" (k of n starts), "generating"
@@ -112,7 +113,7 @@ class VideoBGM:
         device = resolve_device(device) if isinstance(device, str) else device
         folder = locate_model(ref, subfolder=subfolder, revision=revision)
         override = resolve_reference(musicgen, None, "--musicgen") if musicgen else None
-        if thesis.is_thesis_folder(folder):
+        if folder_kind(folder) == "thesis":
             parts = thesis.read_checkpoint(folder, musicgen=override)
             files = (thesis.WEIGHTS_FILE, thesis.CONFIG_FILE)
         else:
@@ -219,7 +220,9 @@ class VideoBGM:
                 f"{video}: {duration:.1f} s of music requested; at most {MAX_SECONDS / 3600:g} h per clip")
         seed = params.seed if params.seed is not None else secrets.randbelow(2**31)
         try:
-            windows.check_options(params.window, params.overlap, self.musicgen.max_frames / self.musicgen.frame_rate)
+            check_window_options(params.window, params.overlap, self.musicgen.max_frames / self.musicgen.frame_rate)
+            if params.follow_cuts:
+                windows.check_min_scene(params.cut_min_seconds)
         except ValueError as err:
             raise UserInputError(f"--{err}") from None
 
@@ -245,12 +248,6 @@ class VideoBGM:
         return Generation(limit_peak(audio), self.sample_rate, seed, duration, cuts, reranks, nudged)
 
 
-def limit_peak(audio: np.ndarray, peak: float = 0.99) -> np.ndarray:
-    """Scale down (never clip) audio whose peak exceeds ``peak``, so the WAV never distorts."""
-    loudest = float(np.abs(audio).max(initial=0.0))
-    return audio * (peak / loudest) if loudest > peak else audio
-
-
 def check_dimensions(config: VideoModelConfig, frame_encoder: FrameEncoder, musicgen: MusicGen,
                      where: str | os.PathLike = "model") -> None:
     """The temporal transformer must fit both frozen models it sits between."""
@@ -268,8 +265,12 @@ def check_dimensions(config: VideoModelConfig, frame_encoder: FrameEncoder, musi
 def locate_model(ref: str | os.PathLike, subfolder: str | None = None, revision: str | None = None) -> Path:
     """A model folder on disk, or a hub model (repo id, subfolder, revision) in the Hugging Face cache."""
     folder = hub.locate(ref, subfolder=subfolder, revision=revision)
-    if not (folder / CONFIG_NAME).is_file() and not thesis.is_thesis_folder(folder):
-        raise ModelError(folder, f"not a model folder (no {CONFIG_NAME}), nor a thesis checkpoint (no {thesis.CONFIG_FILE})")
+    if folder_kind(folder) is None:
+        if (folder / CONFIG_NAME).is_file():
+            read_config(folder)  # says what is wrong with it
+            raise ModelError(folder, f"{CONFIG_NAME} is not a video-to-music model's config")
+        raise ModelError(folder, f"not a model folder (no {CONFIG_NAME}), nor a thesis checkpoint "
+                                 f"({thesis.CONFIG_FILE} and {thesis.WEIGHTS_FILE})")
     return folder
 
 

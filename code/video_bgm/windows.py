@@ -51,11 +51,10 @@ import numpy as np
 import torch
 
 from . import frame_window, mapped_pages, media
-from .musicgen import DECODE_CONTEXT, raised_cosine
+from .config import DEFAULT_MIN_SCENE, DEFAULT_OVERLAP, DEFAULT_WINDOW, check_window_options
+from .loudness import raised_cosine
+from .musicgen import DECODE_CONTEXT
 
-DEFAULT_WINDOW = 30.0  # s: MusicGen's training window
-DEFAULT_OVERLAP = 10.0  # s of music each window continues (the prompt)
-DEFAULT_MIN_SCENE = 4.0  # s: with cuts, a window runs at least this long before a cut ends it
 
 # (stage, done, total), as the pipeline reports: "window" (k, n) when window k of n starts,
 # "generating" (steps done, steps in the whole piece).
@@ -89,16 +88,6 @@ class Window:
     @property
     def new_frames(self) -> int:
         return self.end - self.new
-
-
-def check_options(window: float, overlap: float, max_seconds: float | None = None) -> None:
-    """ValueError naming the option for an impossible window/overlap."""
-    if not window > 0:
-        raise ValueError(f"window: must be > 0 seconds, got {window:g}")
-    if max_seconds is not None and window > max_seconds:
-        raise ValueError(f"window: {window:g} s is longer than this MusicGen can generate at once ({max_seconds:.1f} s)")
-    if not 0 < overlap < window:
-        raise ValueError(f"overlap: must be > 0 and less than the window ({window:g} s), got {overlap:g}")
 
 
 def plan(total_frames: int, window_frames: int, overlap_frames: int) -> list[Window]:
@@ -162,7 +151,7 @@ def generate(musicgen, condition_for: ConditionFn, num_frames: int, window: floa
     beats best hit those cuts is kept (``cutsync``); ``on_rerank(cutsync.Rerank)`` hears of each.
     """
     rate = musicgen.frame_rate
-    check_options(window, overlap, musicgen.max_frames / rate)
+    check_window_options(window, overlap, musicgen.max_frames / rate)
     window_f, overlap_f = round(window * rate), max(1, round(overlap * rate))
     if cuts is not None:
         check_min_scene(min_scene)
@@ -212,7 +201,7 @@ def generate(musicgen, condition_for: ConditionFn, num_frames: int, window: floa
         if last:
             report("decoding", 1, 1)
         if held is not None:
-            ramp = raised_cosine(fade * per_frame).numpy()
+            ramp = raised_cosine(fade * per_frame)
             lo = warmup * per_frame
             overlap_part = audio[:, lo : lo + fade * per_frame]
             yield (held * (1 - ramp) + overlap_part * ramp).astype(np.float32)

@@ -28,7 +28,8 @@ from tqdm import tqdm
 from .. import media
 from ..config import GenerationParams
 from ..errors import MediaError, ModelError, UserInputError
-from ..pipeline import VideoBGM, limit_peak, resolve_device
+from ..loudness import limit_peak
+from ..pipeline import VideoBGM, resolve_device
 from ..train.cache import FeatureCache, prepare_features
 from ..train.data import Clip, Skipped
 from ..train.loop import conditioning_losses
