@@ -88,3 +88,30 @@ def test_bad_cut_options_are_rejected():
         windows.check_min_scene(1.0)
     with pytest.raises(ValueError, match="nudge"):
         GenerationParams(nudge=20).validate()
+
+
+def _generate(*argv):
+    from conftest import call_main, load_script
+
+    return call_main(load_script("code/inference/generate.py"), "generate.py", *argv)
+
+
+@pytest.mark.slow
+def test_generate_cli_follows_given_cuts_reranks_and_nudges(tmp_path, tiny_bundle, cut_clip):
+    cuts = tmp_path / "cuts.txt"
+    cuts.write_text("# markers\n00:02.0\n4\n")
+    code, out, err = _generate(cut_clip, "--model", tiny_bundle["video-encoder"], "--out", tmp_path / "o.mp4",
+                               "--follow-cuts", "--cuts", cuts, "--cut-min-seconds", 2, "--window", 4,
+                               "--overlap", 2, "--candidates", 2, "--nudge", 3, "--seed", 0, "--top-k", 50, "--quiet")
+    assert code == 0, err
+    assert "window 2: cut at 2.00 s: 2 candidates" in out and "window 3: cut at 4.00 s" in out
+    assert "nudge (" in out
+    assert (tmp_path / "o.wav").is_file()
+
+
+def test_a_bad_cuts_file_is_one_line_before_the_model_loads(tmp_path, cut_clip):
+    cuts = tmp_path / "cuts.txt"
+    cuts.write_text("2.0\nlater\n")
+    code, out, err = _generate(cut_clip, "--model", tmp_path / "no-model", "--out", tmp_path / "o.mp4",
+                               "--follow-cuts", "--cuts", cuts)
+    assert code != 0 and err.strip().splitlines() == [f"generate.py: error: {cuts}: line 2: 'later' is not a time in seconds"]
