@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from . import cutsync, hub, media, model_card, shots, thesis, windows
-from .config import GenerationParams, VideoModelConfig, check_window_options
+from .config import PRECISIONS, GenerationParams, VideoModelConfig, check_window_options
 from .errors import ModelError, UserInputError
 from .frames import FrameEncoder, build_frame_encoder
 from .lora import LoraAdapter
@@ -103,13 +103,24 @@ class VideoBGM:
     @classmethod
     def from_pretrained(cls, ref: str | os.PathLike, device: str | torch.device = "auto",
                         musicgen: str | None = None, *, subfolder: str | None = None,
-                        revision: str | None = None, precision: str = "fp32") -> "VideoBGM":
+                        revision: str | None = None, precision: str | None = None,
+                        dtype: str | torch.dtype | None = None, token: str | bool | None = None,
+                        local_files_only: bool = False) -> "VideoBGM":
         """Load a model: a folder (ours, or a thesis folder with configuration.yml + lm_final.pt), a hub
         repo id (with ``subfolder`` and ``revision``), or a checkpoint name such as ``nature_small``.
 
         ``musicgen`` (a hub id or folder) overrides the MusicGen the model names. ``precision``:
-        "fp32" (default) or "bf16" for MusicGen's decoder (``MusicGen.from_pretrained``).
+        "fp32" (default) or "bf16" for MusicGen's decoder (``MusicGen.from_pretrained``); ``dtype``
+        says the same under Hugging Face's name (``torch.bfloat16`` or ``"bfloat16"``). ``token`` and
+        ``local_files_only`` mean what they mean to ``transformers``' ``from_pretrained``, for every
+        download this load makes (the model, its MusicGen, its CLIP).
         """
+        precision = _precision(precision, dtype)
+        with hub.access(token=token, local_files_only=local_files_only):
+            return cls._load(ref, device, musicgen, subfolder, revision, precision)
+
+    @classmethod
+    def _load(cls, ref, device, musicgen, subfolder, revision, precision: str) -> "VideoBGM":
         device = resolve_device(device) if isinstance(device, str) else device
         folder = locate_model(ref, subfolder=subfolder, revision=revision)
         override = resolve_reference(musicgen, None, "--musicgen") if musicgen else None
@@ -260,6 +271,19 @@ def check_dimensions(config: VideoModelConfig, frame_encoder: FrameEncoder, musi
         what = "text encoder width" if t.output_space == "t5" else "decoder width"
         raise ModelError(where, f"{CONFIG_NAME}: temporal.output_dim is {t.output_dim} in {t.output_space!r} space "
                                 f"but {musicgen.name}'s {what} is {expected}")
+
+
+def _precision(precision: str | None, dtype) -> str:
+    """``precision`` ("fp32"/"bf16"), or the one ``dtype`` (a torch dtype or its name) stands for."""
+    if dtype is None:
+        return precision or "fp32"
+    name = str(dtype).removeprefix("torch.")
+    by_dtype = {torch_name: ours for ours, torch_name in PRECISIONS.items()}
+    if name not in by_dtype:
+        raise ValueError(f"dtype must be one of {', '.join(PRECISIONS.values())}, got {dtype!r}")
+    if precision is not None and precision != by_dtype[name]:
+        raise ValueError(f"precision={precision!r} and dtype={dtype!r} disagree; pass one of them")
+    return by_dtype[name]
 
 
 def locate_model(ref: str | os.PathLike, subfolder: str | None = None, revision: str | None = None) -> Path:

@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from .. import media
-from ..config import GenerationParams
+from ..config import DEFAULT_WINDOW, GenerationParams
 from ..errors import MediaError, ModelError, UserInputError
 from ..loudness import limit_peak
 from ..pipeline import VideoBGM, resolve_device
@@ -81,8 +81,8 @@ class EvalOptions:
             raise UserInputError("give --data or --reference, not both")
         if self.takes < 1:
             raise UserInputError(f"--takes: must be >= 1, got {self.takes}")
-        if not 0 < self.seconds <= 30:
-            raise UserInputError(f"--seconds: must be in (0, 30], got {self.seconds}")
+        if not 0 < self.seconds <= DEFAULT_WINDOW:  # one window: evaluation batches clips in one pass
+            raise UserInputError(f"--seconds: must be in (0, {DEFAULT_WINDOW:g}], got {self.seconds}")
         if self.batch_size < 1:
             raise UserInputError(f"--batch-size: must be >= 1, got {self.batch_size}")
         try:
