@@ -162,6 +162,7 @@ PRECISIONS = {"fp32": "float32", "bf16": "bfloat16"}
 
 DEFAULT_WINDOW = 30.0  # s: MusicGen's training window
 DEFAULT_OVERLAP = 10.0  # s of music each window continues (its audio-code prompt)
+DEFAULT_MIN_SCENE = 4.0  # s: with cuts, a window runs at least this long before a cut ends it
 
 
 def check_window_options(window: float, overlap: float, max_seconds: float | None = None) -> None:
@@ -190,6 +191,13 @@ class GenerationParams:
     window: seconds of music per MusicGen window; longer music is made window by window, each
         conditioned on its own part of the video (see windows.py).
     overlap: seconds of music each window after the first continues (its audio-code prompt).
+    follow_cuts: scene-aware windows: a new window (and its conditioning) starts at a shot cut.
+    cuts: the cut times in seconds (None: detected in the video with PySceneDetect when needed).
+    cut_min_seconds: with follow_cuts, a window runs at least this long before a cut ends it.
+    candidates: K > 1 samples K candidates (rows of one batch) for each window holding a cut and
+        keeps the one whose beats best hit the cuts (at most 8).
+    nudge: percent (0: off): time-stretch the music between cuts by at most this much so the beat
+        nearest each cut lands on it, the total length kept.
     """
 
     guidance_scale: float = 3.0
@@ -201,6 +209,15 @@ class GenerationParams:
     prompt: str | None = None
     window: float = DEFAULT_WINDOW
     overlap: float = DEFAULT_OVERLAP
+    follow_cuts: bool = False
+    cuts: list[float] | None = None
+    cut_min_seconds: float = DEFAULT_MIN_SCENE
+    candidates: int = 1
+    nudge: float = 0.0
+
+    @property
+    def needs_cuts(self) -> bool:
+        return self.follow_cuts or self.candidates > 1 or self.nudge > 0
 
     def validate(self) -> None:
         if not self.guidance_scale >= 0:
@@ -216,6 +233,12 @@ class GenerationParams:
         if self.seed is not None and not 0 <= self.seed < 2**63:
             raise ValueError(f"seed: must be in [0, 2**63), got {self.seed}")
         check_window_options(self.window, self.overlap)
+        if not 1 <= self.candidates <= 8:
+            raise ValueError(f"candidates: must be in [1, 8] (rows of one batch), got {self.candidates}")
+        if not 0 <= self.nudge <= 10:
+            raise ValueError(f"nudge: must be in [0, 10] percent, got {self.nudge:g}")
+        if self.cuts is not None and any(not c >= 0 for c in self.cuts):
+            raise ValueError("cuts: times must be >= 0 seconds")
 
 
 # Command-line help for GenerationParams' fields (the defaults come from the dataclass): every tool
@@ -230,6 +253,11 @@ GENERATION_OPTION_HELP = {
     "prompt": 'optional text prompt joined with the video, e.g. "calm piano"',
     "window": "seconds of music per MusicGen window; longer music is made window by window",
     "overlap": "seconds of music each later window continues from the one before",
+    "cut_min_seconds": "with --follow-cuts: seconds a window runs at least before a cut starts the next",
+    "candidates": "sample K candidates (rows of one batch, at most 8) for each window holding a cut and keep "
+                  "the one whose beats best hit it",
+    "nudge": "time-stretch the music between cuts by at most PCT percent so the nearest beat lands on each cut "
+             "(0: off)",
 }
 SAMPLING_OPTIONS = ("guidance_scale", "temperature", "top_k", "top_p")  # how each code is drawn
 

@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import hub, media, model_card, thesis, windows
+from . import cutsync, hub, media, model_card, shots, thesis, windows
 from .config import PRECISIONS, GenerationParams, VideoModelConfig, check_window_options
 from .errors import ModelError, UserInputError
 from .frames import FrameEncoder, build_frame_encoder
@@ -60,6 +60,14 @@ class Generation:
     sample_rate: int
     seed: int
     duration: float
+    cuts: list[float] | None = None  # the cuts the music followed (s), where it did
+    reranks: list = None  # cutsync.Rerank per reranked window
+    nudged: "cutsync.Nudge | None" = None
+
+    def notes(self) -> list[str]:
+        """One line per thing done for the cuts (reranks, the nudge), for the command line."""
+        lines = [r.describe() for r in self.reranks or ()]
+        return lines + ([self.nudged.describe()] if self.nudged is not None else [])
 
     def save(self, path: str | os.PathLike) -> Path:
         """The music as a 16-bit WAV at ``path``; returns the path."""
@@ -224,19 +232,31 @@ class VideoBGM:
         seed = params.seed if params.seed is not None else secrets.randbelow(2**31)
         try:
             check_window_options(params.window, params.overlap, self.musicgen.max_frames / self.musicgen.frame_rate)
+            if params.follow_cuts:
+                windows.check_min_scene(params.cut_min_seconds)
         except ValueError as err:
             raise UserInputError(f"--{err}") from None
 
+        cuts = None
+        if params.needs_cuts:
+            found = params.cuts if params.cuts is not None else shots.detect_cuts(video)
+            cuts = sorted(c for c in found if 0 < c < duration)
         condition_for = windows.video_condition(self, video, info, params.prompt, progress=report)
         samples = round(duration * self.sample_rate)
         generator = torch.Generator(self.device).manual_seed(seed)
+        reranks = []
         chunks = windows.generate(
             self.musicgen, condition_for, windows.frames_for(duration, self.musicgen.frame_rate),
             window=params.window, overlap=params.overlap, generator=generator, progress=report,
+            cuts=cuts if params.follow_cuts else None, min_scene=params.cut_min_seconds,
+            rerank_cuts=cuts, candidates=params.candidates, on_rerank=reranks.append,
             guidance_scale=params.guidance_scale, temperature=params.temperature, top_k=params.top_k,
             top_p=params.top_p)
         audio = windows.render(chunks, self.audio_channels, samples)  # (C, S)
-        return Generation(limit_peak(audio), self.sample_rate, seed, duration)
+        nudged = None
+        if params.nudge > 0 and cuts:
+            audio, nudged = cutsync.nudge(audio, self.sample_rate, cuts, params.nudge / 100)
+        return Generation(limit_peak(audio), self.sample_rate, seed, duration, cuts, reranks, nudged)
 
 
 def check_dimensions(config: VideoModelConfig, frame_encoder: FrameEncoder, musicgen: MusicGen,

@@ -19,6 +19,7 @@ import numpy as np
 from .. import media
 from ..outputs import write_atomic
 from ..spectrum import frame_centres, power_db
+from . import rhythm
 
 METRICS_NAME = "metrics.json"
 
@@ -90,6 +91,7 @@ def build_tables(metrics: dict) -> list[tuple[str, list[str], list[list[str]], s
         tables.append(("Video retrieval by conditioning likelihood", retrieval_headers, retrieval,
                        "For each piece, the rank of its own video among all videos by the judge's decoder "
                        "cross-entropy (nats) of the piece under each video's conditioning."))
+    tables += rhythm.table(metrics, _fmt)
     conditioning = [[slug, _fmt(v.get("clips")), _fmt(v.get("segment_seconds"), 1), _fmt(v.get("loss")),
                      _fmt(v.get("shuffled_loss")), _fmt(v.get("null_loss")), _fmt(v.get("conditioning_gain"))]
                     for slug, v in metrics["conditioning"].items() if v]

@@ -34,7 +34,7 @@ from ..train.cache import FeatureCache, prepare_features
 from ..train.data import Clip, Skipped
 from ..train.loop import conditioning_losses
 from ..train.segments import SegmentDataset
-from . import correspondence, diversity
+from . import correspondence, diversity, rhythm
 from .data import ReferenceSet, has_video, load_reference, read_generated
 from . import DEFAULT_CLAP
 from .embeddings import ClapEmbedder, EmbeddingCache, EncodecEmbedder
@@ -155,10 +155,17 @@ def evaluate(options: EvalOptions) -> dict:
         results[system.slug] = _score_system(system, ref_embeddings, embedders, store, options, reference)
     results["reference"] = _score_reference(ref_clips, ref_embeddings, embedders, store, options, reference)
 
+    # Rhythm: every system's beats against the reference music's and the video's own cuts.
+    video_clips = [c for c in ref_clips if has_video(c)]
+    cuts = rhythm.video_cuts(video_clips, options.seconds, log=log)
+    ref_beats = rhythm.reference_beats(ref_clips, options.seconds)
+    for system in systems:
+        results[system.slug]["rhythm"] = rhythm.score(system.pieces, cuts, ref_beats, options.seconds)
+    results["reference"]["rhythm"] = rhythm.score({c.id: [c.audio] for c in ref_clips}, cuts, None, options.seconds)
+
     # Correspondence: the video models judge the music by their conditioning likelihood.
     judges = ([("model", model)] if model else []) + [(f"baseline-{_slug(Path(r).name or r)}", m) for r, m in baselines]
     conditioning = {}
-    video_clips = [c for c in ref_clips if has_video(c)]
     segment = options.segment_seconds or reference.segment_seconds or options.seconds
     for slug, judge in judges:
         conditioning[slug] = _reference_gain(judge, video_clips, cache, segment, options, skipped)
