@@ -285,7 +285,7 @@ def test_generate_variations_following_the_cuts(tmp_path, tiny_model, monkeypatc
     rerank and nudge notes are the ones generate.py prints."""
     from video_bgm import beats, shots
 
-    clip = write_test_video(tmp_path / "cuts.mp4", duration=3.0, fps=25, size=(96, 64), color_fn=shot_colour)
+    clip = write_test_video(tmp_path / "cuts.mp4", duration=2.0, fps=25, size=(96, 64), color_fn=shot_colour)
     detections = []
     detect = shots.detect_cuts
     monkeypatch.setattr(shots, "detect_cuts", lambda *a, **k: detections.append(a) or detect(*a, **k))
@@ -294,13 +294,13 @@ def test_generate_variations_following_the_cuts(tmp_path, tiny_model, monkeypatc
     params = GenerationParams(seed=5, follow_cuts=True, candidates=2, nudge=3.0)
     results = app_support.generate_variations(tiny_model, clip, media.probe_video(clip), params, 2, out)
     assert len(detections) == 1, "one detection for both variations"
-    planted = [c for c in PLANTED if c < 3.0]
+    planted = [c for c in PLANTED if c < 2.0]
     for r in results:
         assert len(r.cuts) == len(planted) and all(abs(a - b) <= 1 / 25 + 1e-6 for a, b in zip(r.cuts, planted))
         music, rate = sf.read(r.wav, dtype="float32", always_2d=True)
         assert r.beats == beats.detect_beats(music.T, rate).tolist()
         is_cut = (r.picture == app_support.CUT_COLOUR).all(axis=2).all(axis=0)
-        assert np.flatnonzero(is_cut).tolist() == app_support.mark_columns(r.cuts, 3.0, r.picture.shape[1]).tolist()
+        assert np.flatnonzero(is_cut).tolist() == app_support.mark_columns(r.cuts, 2.0, r.picture.shape[1]).tolist()
         assert any(n.startswith("window 1: cut at ") and "2 candidates" in n for n in r.notes)
         assert any(n.startswith("nudge (") for n in r.notes)
     assert results[0].notes != results[1].notes, "each variation's own rerank scores"
@@ -393,7 +393,9 @@ def app_media(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("app-media")
     write_text_file(folder / "not_a_video.mp4")
     return {"good": Path(write_test_video(folder / "good.mp4", duration=3.0, fps=10, size=(64, 48))),
-            "browser": Path(write_test_video(folder / "sample.mp4", duration=3.0, fps=25, size=(320, 240))),
+            # with the planted cuts of test_shots, so the page's pictures (and the README's) show cuts
+            "browser": Path(write_test_video(folder / "sample.mp4", duration=3.0, fps=25, size=(320, 240),
+                                             color_fn=shot_colour)),
             "long": Path(write_test_video(folder / "long.mp4", duration=MAX_DURATION + 2.0, fps=5, size=(64, 48))),
             "text": folder / "not_a_video.mp4"}
 
@@ -466,6 +468,24 @@ def test_client_end_to_end_and_seeded_reproducible(client, app_media):
 
     random = predict(client, app_media["good"])  # "random seed" is the default; the seed used is shown
     assert isinstance(random[13], int) and f"seed **{random[13]}**" in random[12]
+
+
+def test_client_follows_the_cuts(client, app_media):
+    from PIL import Image
+
+    out = predict(client, app_media["browser"], seed=7, random_seed=False, follow_cuts=True, candidates=2, nudge=3)
+    summary = out[12]
+    found = re.search(r"The music followed 2 cuts \(at (\d+\.\d\d), (\d+\.\d\d) s\)\.", summary)
+    assert found, summary
+    assert all(abs(float(c) - p) <= 1 / 25 + 1e-6 for c, p in zip(found.groups(), PLANTED))
+    assert "Note: window 1: cut at " in summary and "2 candidates" in summary and "Note: nudge (" in summary
+    music, rate = sf.read(out[1], always_2d=True)
+    assert music.shape[0] == round(3.0 * rate) and np.abs(music).max() > 0.01
+    picture = np.asarray(Image.open(out[2]).convert("RGB"))
+    lines = np.flatnonzero((picture == app_support.CUT_COLOUR).all(axis=2).all(axis=0))
+    assert len(lines) == 2 * app_support.MARK_WIDTH, "a line through the picture at each cut"
+    for cut in found.groups():  # the summary rounds to 10 ms, two columns of this picture
+        assert np.abs(lines - float(cut) / 3.0 * picture.shape[1]).min() <= 2
 
 
 def test_bad_requests_are_refused_and_the_server_keeps_serving(client, server, app_media):
@@ -562,7 +582,7 @@ def browser():
     shutil.rmtree(profile, ignore_errors=True)
 
 
-def upload_and_generate(page, server, video: Path, prompt: str = "", variations: int = 1):
+def upload_and_generate(page, server, video: Path, prompt: str = "", variations: int = 1, follow_cuts: bool = False):
     page.goto(server.url)
     page.locator("#input-video input[type=file]").set_input_files(str(video))
     # the server has probed the upload: its description or its refusal (Gradio's loading timer, "0.7s",
@@ -574,12 +594,14 @@ def upload_and_generate(page, server, video: Path, prompt: str = "", variations:
     if variations != 1:
         page.locator("#variations input[type=number]").fill(str(variations))
         page.locator("#variations input[type=number]").press("Enter")
+    if follow_cuts:
+        page.locator("#follow-cuts input[type=checkbox]").check()
     page.locator("#generate").click()
 
 
 def test_browser_generates_and_plays_music(browser, server, app_media, tmp_path):
     page = browser.new_page()
-    upload_and_generate(page, server, app_media["browser"], prompt="calm piano", variations=2)
+    upload_and_generate(page, server, app_media["browser"], prompt="calm piano", variations=2, follow_cuts=True)
     assert "3.0 s, 320x240, 25 fps, with sound." in page.locator("#video-info").inner_text()
     player = page.locator("#result-video-1 video")
     player.wait_for(timeout=RESULT_TIMEOUT_MS)
@@ -606,6 +628,7 @@ def test_browser_generates_and_plays_music(browser, server, app_media, tmp_path)
     seeds = re.search(r"3 s of music with .* \(variation 1: seed (\d+), variation 2: seed (\d+)\)",
                       page.locator("#summary").inner_text())
     assert seeds and int(seeds[2]) == int(seeds[1]) + 1, "a random seed, shown, and the next one"
+    assert "The music followed 2 cuts" in page.locator("#summary").inner_text()
     page.locator("#result-picture-1 img").scroll_into_view_if_needed()
     screenshot = tmp_path / "app.png"
     page.screenshot(path=str(screenshot), full_page=True)
