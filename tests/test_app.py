@@ -25,6 +25,7 @@ import soundfile as sf
 import torch
 
 from conftest import PYTHON, REPO, run_script, streams, video_packets
+from test_shots import PLANTED, shot_colour
 from video_bgm import app_support, media
 from video_bgm.app_support import Limits, ModelCache, ModelList, OutputStore
 from video_bgm.config import GenerationParams
@@ -156,6 +157,50 @@ def test_music_picture():
     assert line.all(axis=1).sum() <= 2 and line.mean() <= 0.1, "and a flat line in the middle"
 
 
+def test_music_picture_marks_the_cuts_and_the_beats():
+    rate, width, height = 32000, 200, 120
+    tone = sine(440.0, rate, 2 * rate)  # 2 s: one column is 10 ms
+    plain = app_support.music_picture(tone, rate, width=width, height=height)
+    marked = app_support.music_picture(tone, rate, width=width, height=height, cuts=[0.5], beats=[0.25, 1.505, 1.995])
+    is_cut = (marked == app_support.CUT_COLOUR).all(axis=2)
+    is_beat = (marked == app_support.BEAT_COLOUR).all(axis=2)
+    # 0.5 s of 2 s: column 50; each mark is two columns wide
+    assert np.flatnonzero(is_cut.all(axis=0)).tolist() == [50, 51] and is_cut.sum() == 2 * height
+    assert np.flatnonzero(is_beat.any(axis=0)).tolist() == [25, 26, 150, 151, 199], "the last mark stops at the edge"
+    spec_h, tick = 80, round(40 * app_support.BEAT_TICK)
+    assert not is_beat[:spec_h].any(), "beats are ticks on the waveform, not lines through the spectrogram"
+    for column in (25, 150, 199):
+        rows = np.flatnonzero(is_beat[:, column]).tolist()
+        assert rows == list(range(spec_h, spec_h + tick)) + list(range(height - tick, height))
+    unmarked = ~(is_cut | is_beat)
+    assert np.array_equal(marked[unmarked], plain[unmarked]), "the rest of the picture is untouched"
+
+    # a beat on the cut is under it; marks outside the music and empty lists draw nothing
+    on_cut = app_support.music_picture(tone, rate, width=width, height=height, cuts=[0.5], beats=[0.5])
+    assert (on_cut[:, 50:52] == app_support.CUT_COLOUR).all()
+    for cuts, beats in ((None, None), ([], []), ([2.0, 3.5, -1.0], [7.0])):
+        picture = app_support.music_picture(tone, rate, width=width, height=height, cuts=cuts, beats=beats)
+        assert np.array_equal(picture, plain)
+
+
+def test_the_summary_counts_the_cuts_and_keeps_each_variations_notes(tmp_path):
+    assert app_support.cuts_summary(None) == ""
+    assert app_support.cuts_summary([]) == "No cuts were found in the video: the music was made as one scene."
+    assert app_support.cuts_summary([1.24, 2.6]) == "The music followed 2 cuts (at 1.24, 2.60 s)."
+    many = app_support.cuts_summary([float(i) for i in range(1, 21)])
+    assert many.startswith("The music followed 20 cuts (at 1.00, 2.00,") and many.endswith("12.00, ... s).")
+
+    def variation(*notes):
+        return app_support.Variation(tmp_path, tmp_path, np.zeros((1, 1, 3), np.uint8), 0, 1.0, list(notes))
+
+    rerank = ["window 1: cut at 1.24 s: 2 candidates, mean beat-to-cut distance 80 20 ms; kept 2 (20 ms)",
+              "window 1: cut at 1.24 s: 2 candidates, mean beat-to-cut distance 30 90 ms; kept 1 (30 ms)"]
+    silent = "the video has no sound of its own: the output has the music only"
+    assert app_support.summary_notes([variation(silent, rerank[0]), variation(silent, rerank[1])]) == [
+        silent, f"variation 1: {rerank[0]}", f"variation 2: {rerank[1]}"]
+    assert app_support.summary_notes([variation(rerank[0])]) == [rerank[0]]
+
+
 def test_output_store_purges_old_requests_and_closes():
     store = OutputStore(max_age=60)
     try:
@@ -233,6 +278,36 @@ def test_generate_variations(tmp_path, tiny_model, clip_3s):
         [r.video.name for r in results] + [r.wav.name for r in results]), "no temporary files left"
     with pytest.raises(UserInputError, match="1 to 4"):
         app_support.generate_variations(tiny_model, clip_3s, info, GenerationParams(), 5, tmp_path)
+
+
+def test_generate_variations_following_the_cuts(tmp_path, tiny_model, monkeypatch):
+    """The cuts are found once for all variations; each picture shows them with its music's beats; the
+    rerank and nudge notes are the ones generate.py prints."""
+    from video_bgm import beats, shots
+
+    clip = write_test_video(tmp_path / "cuts.mp4", duration=2.0, fps=25, size=(96, 64), color_fn=shot_colour)
+    detections = []
+    detect = shots.detect_cuts
+    monkeypatch.setattr(shots, "detect_cuts", lambda *a, **k: detections.append(a) or detect(*a, **k))
+    out = tmp_path / "out"
+    out.mkdir()
+    params = GenerationParams(seed=5, follow_cuts=True, candidates=2, nudge=3.0)
+    results = app_support.generate_variations(tiny_model, clip, media.probe_video(clip), params, 2, out)
+    assert len(detections) == 1, "one detection for both variations"
+    planted = [c for c in PLANTED if c < 2.0]
+    for r in results:
+        assert len(r.cuts) == len(planted) and all(abs(a - b) <= 1 / 25 + 1e-6 for a, b in zip(r.cuts, planted))
+        music, rate = sf.read(r.wav, dtype="float32", always_2d=True)
+        assert r.beats == beats.detect_beats(music.T, rate).tolist()
+        is_cut = (r.picture == app_support.CUT_COLOUR).all(axis=2).all(axis=0)
+        assert np.flatnonzero(is_cut).tolist() == app_support.mark_columns(r.cuts, 2.0, r.picture.shape[1]).tolist()
+        assert any(n.startswith("window 1: cut at ") and "2 candidates" in n for n in r.notes)
+        assert any(n.startswith("nudge (") for n in r.notes)
+    assert results[0].notes != results[1].notes, "each variation's own rerank scores"
+
+    plain = app_support.generate_variations(tiny_model, clip, media.probe_video(clip), GenerationParams(seed=5), 1, out)
+    assert plain[0].cuts is None and plain[0].beats is None and len(detections) == 1
+    assert not (plain[0].picture == app_support.CUT_COLOUR).all(axis=2).any()
 
 
 def test_app_command_line_from_code_inference(tmp_path):
@@ -318,7 +393,9 @@ def app_media(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("app-media")
     write_text_file(folder / "not_a_video.mp4")
     return {"good": Path(write_test_video(folder / "good.mp4", duration=3.0, fps=10, size=(64, 48))),
-            "browser": Path(write_test_video(folder / "sample.mp4", duration=3.0, fps=25, size=(320, 240))),
+            # with the planted cuts of test_shots, so the page's pictures (and the README's) show cuts
+            "browser": Path(write_test_video(folder / "sample.mp4", duration=3.0, fps=25, size=(320, 240),
+                                             color_fn=shot_colour)),
             "long": Path(write_test_video(folder / "long.mp4", duration=MAX_DURATION + 2.0, fps=5, size=(64, 48))),
             "text": folder / "not_a_video.mp4"}
 
@@ -391,6 +468,24 @@ def test_client_end_to_end_and_seeded_reproducible(client, app_media):
 
     random = predict(client, app_media["good"])  # "random seed" is the default; the seed used is shown
     assert isinstance(random[13], int) and f"seed **{random[13]}**" in random[12]
+
+
+def test_client_follows_the_cuts(client, app_media):
+    from PIL import Image
+
+    out = predict(client, app_media["browser"], seed=7, random_seed=False, follow_cuts=True, candidates=2, nudge=3)
+    summary = out[12]
+    found = re.search(r"The music followed 2 cuts \(at (\d+\.\d\d), (\d+\.\d\d) s\)\.", summary)
+    assert found, summary
+    assert all(abs(float(c) - p) <= 1 / 25 + 1e-6 for c, p in zip(found.groups(), PLANTED))
+    assert "Note: window 1: cut at " in summary and "2 candidates" in summary and "Note: nudge (" in summary
+    music, rate = sf.read(out[1], always_2d=True)
+    assert music.shape[0] == round(3.0 * rate) and np.abs(music).max() > 0.01
+    picture = np.asarray(Image.open(out[2]).convert("RGB"))
+    lines = np.flatnonzero((picture == app_support.CUT_COLOUR).all(axis=2).all(axis=0))
+    assert len(lines) == 2 * app_support.MARK_WIDTH, "a line through the picture at each cut"
+    for cut in found.groups():  # the summary rounds to 10 ms, two columns of this picture
+        assert np.abs(lines - float(cut) / 3.0 * picture.shape[1]).min() <= 2
 
 
 def test_bad_requests_are_refused_and_the_server_keeps_serving(client, server, app_media):
@@ -487,7 +582,7 @@ def browser():
     shutil.rmtree(profile, ignore_errors=True)
 
 
-def upload_and_generate(page, server, video: Path, prompt: str = "", variations: int = 1):
+def upload_and_generate(page, server, video: Path, prompt: str = "", variations: int = 1, follow_cuts: bool = False):
     page.goto(server.url)
     page.locator("#input-video input[type=file]").set_input_files(str(video))
     # the server has probed the upload: its description or its refusal (Gradio's loading timer, "0.7s",
@@ -499,12 +594,14 @@ def upload_and_generate(page, server, video: Path, prompt: str = "", variations:
     if variations != 1:
         page.locator("#variations input[type=number]").fill(str(variations))
         page.locator("#variations input[type=number]").press("Enter")
+    if follow_cuts:
+        page.locator("#follow-cuts input[type=checkbox]").check()
     page.locator("#generate").click()
 
 
 def test_browser_generates_and_plays_music(browser, server, app_media, tmp_path):
     page = browser.new_page()
-    upload_and_generate(page, server, app_media["browser"], prompt="calm piano", variations=2)
+    upload_and_generate(page, server, app_media["browser"], prompt="calm piano", variations=2, follow_cuts=True)
     assert "3.0 s, 320x240, 25 fps, with sound." in page.locator("#video-info").inner_text()
     player = page.locator("#result-video-1 video")
     player.wait_for(timeout=RESULT_TIMEOUT_MS)
@@ -531,6 +628,7 @@ def test_browser_generates_and_plays_music(browser, server, app_media, tmp_path)
     seeds = re.search(r"3 s of music with .* \(variation 1: seed (\d+), variation 2: seed (\d+)\)",
                       page.locator("#summary").inner_text())
     assert seeds and int(seeds[2]) == int(seeds[1]) + 1, "a random seed, shown, and the next one"
+    assert "The music followed 2 cuts" in page.locator("#summary").inner_text()
     page.locator("#result-picture-1 img").scroll_into_view_if_needed()
     screenshot = tmp_path / "app.png"
     page.screenshot(path=str(screenshot), full_page=True)

@@ -129,3 +129,18 @@ def test_keep_original_audio_mixes_the_videos_sound_under_the_music(tiny_bundle,
     code, out, err = generate(silent, "--model", tiny_bundle["video-encoder"], "--out", tmp_path / "s.mp4",
                               "--keep-original-audio", -12, "--seed", 3, "--quiet")
     assert code == 0 and "no sound of its own" in out
+
+
+def test_takes_share_one_detection_of_the_cuts(tiny_model, tmp_path, monkeypatch):
+    from video_bgm import shots
+
+    clip = write_test_video(tmp_path / "cut.mp4", duration=2.0, fps=10, size=(96, 64),
+                            color_fn=lambda t: (200, 30, 30) if t < 1.0 else (40, 40, 250))
+    detections = []
+    detect = shots.detect_cuts
+    monkeypatch.setattr(shots, "detect_cuts", lambda *a, **k: detections.append(a) or detect(*a, **k))
+    outs = batch.variation_paths(tmp_path / "out.mp4", 2)
+    written = batch.write_music(tiny_model, clip, media.probe_video(clip), GenerationParams(seed=1, top_k=50,
+                                follow_cuts=True), Mix(), outs)
+    assert len(detections) == 1
+    assert [w.cuts for w in written] == [[pytest.approx(1.0, abs=0.1)]] * 2

@@ -11,14 +11,15 @@ PLANTED = [1.24, 2.6, 3.08]
 COLOURS = [(200, 30, 30), (20, 20, 90), (60, 230, 60), (40, 40, 250)]  # hue and brightness jump at each cut
 
 
-def _shot_colour(t):
+def shot_colour(t):
+    """The planted shots' colour at ``t`` s (other tests plant the same cuts)."""
     return COLOURS[sum(t >= cut - 1e-9 for cut in PLANTED)]
 
 
 @pytest.fixture(scope="module")
 def cut_video(tmp_path_factory):
     path = tmp_path_factory.mktemp("shots") / "cuts.mp4"
-    return write_test_video(path, duration=4.0, fps=FPS, size=(96, 64), color_fn=_shot_colour, audio=False)
+    return write_test_video(path, duration=4.0, fps=FPS, size=(96, 64), color_fn=shot_colour, audio=False)
 
 
 @pytest.mark.parametrize("detector", ["content", "adaptive"])

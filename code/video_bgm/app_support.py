@@ -11,7 +11,9 @@ runs (and is tested) without a browser or a server.
 - :func:`generate_variations`: N pieces of music for one video, muxed and written as WAV, with
   progress through every stage.
 - :class:`OutputStore`: a private temporary folder per request, removed when old and at exit.
-- :func:`music_picture`: a spectrogram over a waveform, as an RGB image.
+- :func:`music_picture`: a spectrogram over a waveform, as an RGB image, with the video's cuts and
+  the music's beats marked when the music followed the cuts.
+- :func:`cuts_summary` / :func:`summary_notes`: what the page says was done.
 """
 
 from __future__ import annotations
@@ -217,6 +219,8 @@ class Variation:
     seed: int
     duration: float  # seconds of music
     notes: list[str] = field(default_factory=list)  # e.g. "the video has no sound of its own"
+    cuts: list[float] | None = None  # the cuts the music followed (s), where it did
+    beats: list[float] | None = None  # the finished music's beats (s), shown with the cuts
 
 
 def variation_seeds(seed: int | None, count: int) -> list[int]:
@@ -275,10 +279,39 @@ def generate_variations(model, video, info: media.VideoInfo, params: GenerationP
         out = Path(out_dir) / f"{output_name(video, seed)}{output_suffix(info)}"
         [written] = batch.write_music(model, video, info, replace(params, seed=seed), mix, [out],
                                       progress=lambda video, i, n, index=index: stage_progress(report, index, count))
+        if params.needs_cuts and params.cuts is None:  # the video's cuts are found once, not per variation
+            params = replace(params, cuts=written.cuts)
         music, rate = batch.read_wav(written.wav)
-        results.append(Variation(out, written.wav, music_picture(music, rate), written.seed, written.duration,
-                                 written.notes))
+        beats = None
+        if written.cuts is not None:  # the music followed the cuts: show where its beats fell against them
+            from .beats import detect_beats
+
+            beats = detect_beats(music, rate).tolist()
+        results.append(Variation(out, written.wav, music_picture(music, rate, cuts=written.cuts, beats=beats),
+                                 written.seed, written.duration, written.notes, written.cuts, beats))
     return results
+
+
+_CUTS_LISTED = 12  # a long video's cuts are counted, the first few listed
+
+
+def cuts_summary(cuts: list[float] | None) -> str:
+    """The page's sentence about the cuts: how many the music followed and where (none: nothing to say)."""
+    if cuts is None:
+        return ""
+    if not cuts:
+        return "No cuts were found in the video: the music was made as one scene."
+    shown = ", ".join(f"{c:.2f}" for c in cuts[:_CUTS_LISTED]) + (", ..." if len(cuts) > _CUTS_LISTED else "")
+    return f"The music followed {len(cuts)} cut{'s' if len(cuts) != 1 else ''} (at {shown} s)."
+
+
+def summary_notes(results: list[Variation]) -> list[str]:
+    """Each result's notes (e.g. the rerank scores and the nudge, as generate.py prints them): a note
+    every variation shares once, a variation's own prefixed with its number when there are several."""
+    shared = [n for n in dict.fromkeys(n for r in results for n in r.notes) if all(n in r.notes for r in results)]
+    own = [f"variation {i + 1}: {n}" if len(results) > 1 else n
+           for i, r in enumerate(results) for n in r.notes if n not in shared]
+    return shared + own
 
 
 # ---------------------------------------------------------------------------------------------
@@ -363,17 +396,42 @@ def _entry_size(path: Path) -> tuple[float, int, Path]:
 _RAMP = np.array([[0, 0, 4], [80, 18, 123], [182, 54, 121], [251, 136, 97], [252, 253, 191]], dtype=np.float32)
 _WAVE_COLOUR = np.array([70, 130, 220], dtype=np.uint8)
 _BACKGROUND = np.array([250, 250, 250], dtype=np.uint8)
+# Marks, in colours found in neither the ramp nor the waveform: a cut is a green line through the
+# whole picture; a beat an orange tick at the top and bottom of the waveform strip.
+CUT_COLOUR = np.array([0, 220, 90], dtype=np.uint8)
+BEAT_COLOUR = np.array([255, 140, 0], dtype=np.uint8)
+MARK_WIDTH = 2  # px: one pixel vanishes when the browser scales the picture down
+BEAT_TICK = 0.3  # of the waveform strip's height, at its top and at its bottom
 
 
 def music_picture(audio: np.ndarray, sample_rate: int, width: int = 640, height: int = 240,
-                  n_fft: int = 1024, dynamic_range_db: float = 80.0) -> np.ndarray:
+                  n_fft: int = 1024, dynamic_range_db: float = 80.0, cuts=None, beats=None) -> np.ndarray:
     """A spectrogram (log frequency 30 Hz..Nyquist, top) over the waveform (bottom) of
-    ``audio`` float32 [C, S] (channels are averaged): uint8 RGB [height, width, 3]."""
+    ``audio`` float32 [C, S] (channels are averaged): uint8 RGB [height, width, 3]. ``cuts`` and
+    ``beats`` (seconds) are drawn over it: cuts as lines through both, beats as ticks on the waveform."""
     mono = np.asarray(audio, dtype=np.float32).reshape(-1, np.shape(audio)[-1]).mean(axis=0)
     spec_h = height * 2 // 3
     wave_h = height - spec_h
-    return np.concatenate([_spectrogram(mono, sample_rate, width, spec_h, n_fft, dynamic_range_db),
-                           _waveform(mono, width, wave_h)], axis=0)
+    picture = np.concatenate([_spectrogram(mono, sample_rate, width, spec_h, n_fft, dynamic_range_db),
+                              _waveform(mono, width, wave_h)], axis=0)
+    seconds = len(mono) / sample_rate
+    tick = max(1, round(wave_h * BEAT_TICK))
+    for column in mark_columns(beats, seconds, width):
+        picture[spec_h:spec_h + tick, column] = BEAT_COLOUR
+        picture[height - tick:, column] = BEAT_COLOUR
+    for column in mark_columns(cuts, seconds, width):  # over the beats: a beat on a cut is hidden by it
+        picture[:, column] = CUT_COLOUR
+    return picture
+
+
+def mark_columns(times, seconds: float, width: int) -> np.ndarray:
+    """The picture columns a mark at each of ``times`` (s, of ``seconds`` of music) covers: the column
+    whose stretch of the waveform holds it, and the next ``MARK_WIDTH - 1``; none outside the music."""
+    times = np.asarray([] if times is None else times, dtype=float)
+    times = times[(times >= 0) & (times < seconds)] if seconds > 0 else times[:0]
+    first = np.floor(times / seconds * width).astype(np.int64) if len(times) else np.zeros(0, np.int64)
+    columns = (first[:, None] + np.arange(MARK_WIDTH)[None]).ravel()
+    return np.unique(columns[columns < width])
 
 
 def _spectrogram(mono: np.ndarray, sample_rate: int, width: int, height: int, n_fft: int,

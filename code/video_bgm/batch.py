@@ -34,6 +34,7 @@ class Written:
     seed: int
     duration: float  # seconds of music
     notes: list[str] = field(default_factory=list)
+    cuts: list[float] | None = None  # the video's cuts the music followed (s), where it did
 
 
 def variation_paths(out: Path, count: int) -> list[Path]:
@@ -83,6 +84,8 @@ def write_music(model, video, info: media.VideoInfo, params: GenerationParams, m
     for i, (take, out) in enumerate(zip(takes, outs)):
         report = progress(Path(video), i, len(outs)) if progress else None
         result = model.generate(video, replace(params, seed=base + take), progress=report, info=info)
+        if params.needs_cuts and params.cuts is None:  # the video's cuts are found once, not per take
+            params = replace(params, cuts=result.cuts)
         take_notes = list(notes) + [note for note in [music_not_in_video(result.duration, info.duration)] if note]
         take_notes += result.notes()  # what was done for the cuts (rerank scores, the nudge)
         music = loudness.finish(result.audio, result.sample_rate, replace(mix, keep_original=None))
@@ -93,7 +96,8 @@ def write_music(model, video, info: media.VideoInfo, params: GenerationParams, m
         media.write_outputs(video, audio, result.sample_rate, out, duration=info.duration, wav_audio=music, info=info)
         if report:
             report("muxing", 1, 1)
-        written.append(Written(Path(out), Path(out).with_suffix(".wav"), result.seed, result.duration, take_notes))
+        written.append(Written(Path(out), Path(out).with_suffix(".wav"), result.seed, result.duration, take_notes,
+                               result.cuts))
     return written
 
 

@@ -163,6 +163,8 @@ PRECISIONS = {"fp32": "float32", "bf16": "bfloat16"}
 DEFAULT_WINDOW = 30.0  # s: MusicGen's training window
 DEFAULT_OVERLAP = 10.0  # s of music each window continues (its audio-code prompt)
 DEFAULT_MIN_SCENE = 4.0  # s: with cuts, a window runs at least this long before a cut ends it
+MAX_CANDIDATES = 8  # rerank: rows of one batch; with guidance, up to 4 stay within the few-row kernel (gemv.MAX_ROWS)
+MAX_NUDGE = 10.0  # percent of time-stretch between cuts: more is a tempo change, not a nudge
 
 
 def check_window_options(window: float, overlap: float, max_seconds: float | None = None) -> None:
@@ -195,9 +197,9 @@ class GenerationParams:
     cuts: the cut times in seconds (None: detected in the video with PySceneDetect when needed).
     cut_min_seconds: with follow_cuts, a window runs at least this long before a cut ends it.
     candidates: K > 1 samples K candidates (rows of one batch) for each window holding a cut and
-        keeps the one whose beats best hit the cuts (at most 8).
-    nudge: percent (0: off): time-stretch the music between cuts by at most this much so the beat
-        nearest each cut lands on it, the total length kept.
+        keeps the one whose beats best hit the cuts (at most MAX_CANDIDATES).
+    nudge: percent (0: off, at most MAX_NUDGE): time-stretch the music between cuts by at most this
+        much so the beat nearest each cut lands on it, the total length kept.
     """
 
     guidance_scale: float = 3.0
@@ -233,10 +235,10 @@ class GenerationParams:
         if self.seed is not None and not 0 <= self.seed < 2**63:
             raise ValueError(f"seed: must be in [0, 2**63), got {self.seed}")
         check_window_options(self.window, self.overlap)
-        if not 1 <= self.candidates <= 8:
-            raise ValueError(f"candidates: must be in [1, 8] (rows of one batch), got {self.candidates}")
-        if not 0 <= self.nudge <= 10:
-            raise ValueError(f"nudge: must be in [0, 10] percent, got {self.nudge:g}")
+        if not 1 <= self.candidates <= MAX_CANDIDATES:
+            raise ValueError(f"candidates: must be in [1, {MAX_CANDIDATES}] (rows of one batch), got {self.candidates}")
+        if not 0 <= self.nudge <= MAX_NUDGE:
+            raise ValueError(f"nudge: must be in [0, {MAX_NUDGE:g}] percent, got {self.nudge:g}")
         if self.cuts is not None and any(not c >= 0 for c in self.cuts):
             raise ValueError("cuts: times must be >= 0 seconds")
 
@@ -254,10 +256,10 @@ GENERATION_OPTION_HELP = {
     "window": "seconds of music per MusicGen window; longer music is made window by window",
     "overlap": "seconds of music each later window continues from the one before",
     "cut_min_seconds": "with --follow-cuts: seconds a window runs at least before a cut starts the next",
-    "candidates": "sample K candidates (rows of one batch, at most 8) for each window holding a cut and keep "
-                  "the one whose beats best hit it",
-    "nudge": "time-stretch the music between cuts by at most PCT percent so the nearest beat lands on each cut "
-             "(0: off)",
+    "candidates": f"sample K candidates (rows of one batch, at most {MAX_CANDIDATES}) for each window holding a cut "
+                  "and keep the one whose beats best hit it",
+    "nudge": f"time-stretch the music between cuts by at most PCT percent (at most {MAX_NUDGE:g}) so the nearest "
+             "beat lands on each cut (0: off)",
 }
 SAMPLING_OPTIONS = ("guidance_scale", "temperature", "top_k", "top_p")  # how each code is drawn
 

@@ -26,7 +26,6 @@ from . import beats as beat_measures
 
 SCORE_CONTEXT = 3.0  # s of music each side of a cut a candidate is decoded and scored on
 SEAM = 0.02  # s: crossfade between two differently stretched pieces of music
-MAX_CANDIDATES = 8  # rows of one batch; with guidance, up to 4 stay within the few-row kernel (gemv.MAX_ROWS)
 
 
 def hit_error(cuts, beats, cap: float = beat_measures.IOU_TOLERANCE) -> float:

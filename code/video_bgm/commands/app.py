@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from . import project_root
 from ..cli import ArgumentParser, add_precision_argument, quiet_libraries
-from ..config import DEFAULT_LOUDNESS, GenerationParams, Mix
+from ..config import DEFAULT_LOUDNESS, MAX_CANDIDATES, MAX_NUDGE, GenerationParams, Mix
 from ..errors import UserInputError
 from ..refs import first_line
 
@@ -104,6 +104,7 @@ def build_app(models: ModelList, cache: ModelCache, store: OutputStore, limits: 
 
     def generate(video, model, prompt, duration, variations, guidance_scale, temperature, top_k, top_p,
                  random_seed, seed, keep_original=False, music_level=-12.0, loudness=DEFAULT_LOUDNESS,
+                 follow_cuts=DEFAULTS.follow_cuts, candidates=DEFAULTS.candidates, nudge=DEFAULTS.nudge,
                  progress=gr.Progress()):
         """Music for ``video``: per variation the video with music, the WAV and a picture; then a
         summary and the first seed used."""
@@ -115,7 +116,8 @@ def build_app(models: ModelList, cache: ModelCache, store: OutputStore, limits: 
             count = int(variations)
             params = GenerationParams(guidance_scale=float(guidance_scale), temperature=float(temperature),
                                       top_k=int(top_k), top_p=float(top_p), duration=music_seconds,
-                                      seed=None if random_seed else _seed(seed), prompt=(prompt or "").strip() or None)
+                                      seed=None if random_seed else _seed(seed), prompt=(prompt or "").strip() or None,
+                                      follow_cuts=bool(follow_cuts), candidates=int(candidates), nudge=float(nudge))
             mix = Mix(loudness=float(loudness), keep_original=float(music_level) if keep_original else None)
             try:
                 params.validate()
@@ -144,8 +146,9 @@ def build_app(models: ModelList, cache: ModelCache, store: OutputStore, limits: 
             r = results[i] if i < len(results) else None
             outputs += [gr.Column(visible=r is not None)] + ([str(r.video), str(r.wav), r.picture] if r else [None] * 3)
         seeds = ", ".join(f"variation {i + 1}: seed **{r.seed}**" for i, r in enumerate(results))
-        notes = sorted({n for r in results for n in r.notes})
-        summary = f"{music_seconds:g} s of music with {model} ({seeds}). {note}" + "".join(f" Note: {n}." for n in notes)
+        cuts = app_support.cuts_summary(results[0].cuts)  # the video's cuts: the same for every variation
+        summary = (f"{music_seconds:g} s of music with {model} ({seeds}). {note}" + (f" {cuts}" if cuts else "")
+                   + "".join(f" Note: {n}." for n in app_support.summary_notes(results)))
         return outputs + [summary, results[0].seed]
 
     with gr.Blocks(title="video-to-music", delete_cache=(600, KEEP_OUTPUTS_SECONDS)) as demo:
@@ -174,6 +177,8 @@ def build_app(models: ModelList, cache: ModelCache, store: OutputStore, limits: 
                                             elem_id="keep-original")
                 music_level = gr.Slider(-30, 10, value=-12, step=1, elem_id="music-level",
                                         label="Music level relative to the video's sound, dB (with the box ticked)")
+                follow_cuts = gr.Checkbox(value=DEFAULTS.follow_cuts, elem_id="follow-cuts",
+                                          label="Follow the cuts (the music changes where the scene does)")
                 with gr.Accordion("Advanced options", open=False):
                     guidance_scale = gr.Slider(0, 10, value=DEFAULTS.guidance_scale, step=0.1,
                                                label="Guidance scale (1: off, 0: ignore the video)")
@@ -181,6 +186,10 @@ def build_app(models: ModelList, cache: ModelCache, store: OutputStore, limits: 
                     top_k = gr.Slider(0, 2048, value=DEFAULTS.top_k, step=1, label="Top-k (0: no limit)")
                     top_p = gr.Slider(0, 1, value=DEFAULTS.top_p, step=0.01, label="Top-p (0: off)")
                     loudness = gr.Slider(-30, -6, value=DEFAULT_LOUDNESS, step=1, label="Output loudness (LUFS)")
+                    candidates = gr.Slider(1, MAX_CANDIDATES, value=DEFAULTS.candidates, step=1, elem_id="candidates",
+                                           label="Candidates per cut (keep the one whose beats hit the cut best)")
+                    nudge = gr.Slider(0, MAX_NUDGE, value=DEFAULTS.nudge, step=0.5, elem_id="nudge",
+                                      label="Nudge the beats onto the cuts: tempo change at most, % (0: off)")
                     random_seed = gr.Checkbox(value=True, label="Random seed (the seed used is shown after)")
                     seed = gr.Number(value=0, precision=0, minimum=0, maximum=2**31 - 1, label="Seed",
                                      info="used when 'Random seed' is off; variations use seed + 1, ...")
@@ -195,12 +204,14 @@ def build_app(models: ModelList, cache: ModelCache, store: OutputStore, limits: 
                               gr.Video(label=f"Variation {i + 1}", interactive=False, buttons=["download"], height=320,
                                        elem_id=f"result-video-{i + 1}"),
                               gr.File(label="Music (WAV)", interactive=False, elem_id=f"result-wav-{i + 1}"),
-                              gr.Image(label="Spectrogram and waveform", format="png", interactive=False,
+                              gr.Image(label="Spectrogram and waveform (following the cuts: cuts green, beats orange)",
+                                       format="png", interactive=False,
                                        buttons=["download"], elem_id=f"result-picture-{i + 1}")]
 
         video.change(describe, video, video_info, queue=False, api_visibility="private")
         button.click(generate, [video, model, prompt, duration, variations, guidance_scale, temperature, top_k,
-                                top_p, random_seed, seed, keep_original, music_level, loudness], slots + [summary, seed],
+                                top_p, random_seed, seed, keep_original, music_level, loudness, follow_cuts, candidates,
+                                nudge], slots + [summary, seed],
                      api_name="generate", concurrency_limit=1, concurrency_id=f"generate-{device}")
     demo.queue(max_size=queue_size, default_concurrency_limit=1)
     return demo
