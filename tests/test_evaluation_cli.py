@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, run_script
-from test_training import paired_clips
+from training_helpers import paired_clips
 
 
 def evaluate_main(*argv) -> int:

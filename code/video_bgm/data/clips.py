@@ -1,4 +1,4 @@
-"""Training data: find (video, music, caption) pairs in one of four layouts, and split them.
+"""Clips: find (video, music, caption) pairs in one of four layouts, and split them.
 
 Layouts (``data.layout``):
 - ``videos_with_audio``: each video's own soundtrack is its target music;
