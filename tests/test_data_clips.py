@@ -78,3 +78,40 @@ def test_split_is_seeded_and_disjoint():
     assert (len(split["validation"]), len(split["test"]), len(split["training"])) == (2, 4, 14)
     assert not set(split["validation"]) & set(split["test"]) & set(split["training"])
 
+
+def test_clips_without_groups_split_as_before():
+    """Per clip, as split.json files written before groups existed: the same seed gives the same split."""
+    import random
+
+    clips = [Clip(f"c{i:02d}", Path("v"), Path("v")) for i in range(20)]
+    ids = sorted(c.id for c in clips)
+    random.Random(5).shuffle(ids)
+    assert split_clips(clips, 0.1, 0.2, seed=5) == {
+        "validation": sorted(ids[:2]), "test": sorted(ids[2:6]), "training": sorted(ids[6:])}
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_group_lands_in_one_split(seed):
+    """Clips cut from one source video (one group) never span two splits, whatever the seed."""
+    sizes = [1, 7, 3, 2, 5, 4, 1, 6, 2, 3]
+    clips = [Clip(f"s{g}/{k}", Path("v"), Path("v"), group=f"s{g}") for g, n in enumerate(sizes) for k in range(n)]
+    split = split_clips(clips, 0.15, 0.15, seed=seed)
+    where = {i: name for name, ids in split.items() for i in ids}
+    assert sorted(where) == sorted(c.id for c in clips)
+    for g in range(len(sizes)):
+        assert len({where[c.id] for c in clips if c.group == f"s{g}"}) == 1, f"group s{g} is split"
+    assert split["validation"] and split["test"] and split["training"]
+
+
+def test_manifest_groups_ids_and_dropped_rows(tmp_path):
+    write_test_video(tmp_path / "long.mp4", duration=1.0)
+    rows = [{"id": "long/a", "video": "long.mp4", "group": "long"},
+            {"id": "long/b", "video": "long.mp4", "group": "long"},
+            {"id": "long/c", "video": "long.mp4", "group": "long", "kept": False, "dropped": "static picture"}]
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    clips, skipped = find_clips(DataConfig(layout="manifest", manifest=str(manifest)))
+    assert [(c.id, c.group) for c in clips] == [("long/a", "long"), ("long/b", "long")] and not skipped
+    with pytest.raises(UserInputError, match="clip long/a is listed twice"):
+        manifest.write_text("\n".join(json.dumps(r) for r in rows[:1] * 2) + "\n")
+        find_clips(DataConfig(layout="manifest", manifest=str(manifest)))
