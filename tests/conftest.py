@@ -50,13 +50,14 @@ def clip_3s(tmp_path_factory) -> Path:
 
 
 def load_script(relative: str):
-    """One of the repo's scripts imported as a module: its ``main(argv)`` is the command line."""
-    import importlib.util
+    """The command behind one of the repo's scripts (each ``code/...`` script is a shim over a module of
+    ``video_bgm.commands``): its ``main(argv)`` is the command line."""
+    import importlib
 
-    spec = importlib.util.spec_from_file_location(f"{Path(relative).stem}_script", REPO / relative)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from video_bgm.commands import TOOLS
+
+    module = next(module for module, script, _ in TOOLS.values() if script == relative)
+    return importlib.import_module(f"video_bgm.commands.{module}")
 
 
 def call_main(module, prog: str, *argv) -> tuple[int, str, str]:

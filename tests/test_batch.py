@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import load_script
 from video_bgm import batch, loudness, media
 from video_bgm.cli import run
 from video_bgm.config import GenerationParams
 from video_bgm.loudness import Mix
 from video_bgm.synthetic import write_test_video
 
-_spec = importlib.util.spec_from_file_location("generate_cli_batch", REPO / "code/inference/generate.py")
-generate_cli = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(generate_cli)
+generate_cli = load_script("code/inference/generate.py")
 
 
 def generate(*argv) -> tuple[int, str, str]:

@@ -3,22 +3,19 @@ only scores, and one-line errors."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
 import pytest
 
-from conftest import REPO, run_script
+from conftest import load_script, run_script
 from training_helpers import paired_clips
 
 
 def evaluate_main(*argv) -> int:
     from video_bgm.cli import run
 
-    spec = importlib.util.spec_from_file_location("evaluate_cli", REPO / "code/evaluation/evaluate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("code/evaluation/evaluate.py")
     with pytest.raises(SystemExit) as exit_info:
         run(lambda: module.main([str(a) for a in argv] + ["--quiet"]), "evaluate.py")
     return exit_info.value.code

@@ -5,7 +5,6 @@ offline; download_models.py; push_to_hub with the hub client replaced by a recor
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import os
 import shutil
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import PYTHON, REPO
+from conftest import PYTHON, REPO, load_script
 from thesis_reference import folder_files, random_thesis_model, training_config, write_hub_cache, write_thesis_folder
 from video_bgm import hub
 from video_bgm.cli import run
@@ -25,15 +24,8 @@ REPO_ID = "someone/bgm-models"
 COMMIT_A, COMMIT_B = "a" * 40, "b" * 40
 
 
-def _load_script(name: str, path: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-generate_cli = _load_script("generate_cli_hub", "code/inference/generate.py")
-download_cli = _load_script("download_models_cli", "code/tools/download_models.py")
+generate_cli = load_script("code/inference/generate.py")
+download_cli = load_script("code/tools/download_models.py")
 
 
 def call(main, prog: str, *argv) -> tuple[int, str, str]:

@@ -108,3 +108,16 @@ def test_mix_options_are_validated():
     with pytest.raises(ValueError, match="duck"):
         Mix(duck=-1).validate()
     Mix(keep_original=-12).validate()
+
+
+def test_limit_peak_scales_instead_of_clipping():
+    loud = np.array([[0.5, -2.0, 1.0]], dtype=np.float32)
+    np.testing.assert_allclose(loudness.limit_peak(loud), loud * 0.99 / 2.0)
+    quiet = np.array([[0.1, -0.2]], dtype=np.float32)
+    assert loudness.limit_peak(quiet) is quiet
+
+
+def test_the_raised_cosine_fade_in_and_its_fade_out_sum_to_one():
+    ramp = loudness.raised_cosine(64)
+    assert ramp.dtype == np.float32 and 0 < ramp[0] < 0.01 and 0.99 < ramp[-1] < 1
+    np.testing.assert_allclose(ramp + ramp[::-1], 1.0, atol=1e-6)

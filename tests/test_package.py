@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +20,8 @@ def test_the_top_level_names_and_a_light_import():
 
 
 # Each command parses its arguments before it imports torch, transformers or PyAV.
-COMMANDS = ["code/training/training.py", "code/evaluation/evaluate.py", "code/tools/download_models.py",
+COMMANDS = ["code/inference/generate.py", "code/inference/gradio_app/app.py", "code/training/training.py",
+            "code/evaluation/evaluate.py", "code/tools/download_models.py",
             "code/tools/convert_thesis_checkpoint.py", "code/tools/make_tiny_models.py",
             "code/tools/make_example_clip.py", "code/tools/make_synthetic_dataset.py"]
 HELP_CHECK = """
@@ -44,3 +46,33 @@ def test_help_answers_before_the_heavy_imports(script):
     heavy, seconds = result.stderr.split()
     assert heavy == "-", f"{script} --help imported {heavy}"
     assert float(seconds) < 1.0, f"{script} --help took {seconds} s"
+
+
+def _console_script() -> str:
+    from importlib.metadata import entry_points
+
+    (entry,) = entry_points(group="console_scripts", name="video-bgm")
+    assert entry.value == "video_bgm.commands:main"
+    return str(Path(PYTHON).parent / "video-bgm")  # where pip put it, beside this interpreter
+
+
+def test_the_console_script_runs_each_tool_under_its_own_name():
+    script = _console_script()
+    version = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=60)
+    assert version.returncode == 0 and version.stdout.strip() == "video-bgm 0.1.0"
+    listing = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=60)
+    for command in ("generate", "app", "train", "evaluate", "download", "convert"):
+        assert f"    {command}" in listing.stdout
+    tool = subprocess.run([script, "generate", "--help"], capture_output=True, text=True, timeout=60)
+    assert tool.returncode == 0 and tool.stdout.startswith("usage: video-bgm generate [-h] [--version]")
+    bad = subprocess.run([script, "generate", "missing.mp4", "--out", "x.mp4"], capture_output=True, text=True,
+                         timeout=120)
+    assert (bad.returncode, bad.stderr.strip()) == (1, "video-bgm generate: error: missing.mp4: file not found")
+    unknown = subprocess.run([script, "compose"], capture_output=True, text=True, timeout=60)
+    assert unknown.returncode == 2 and "invalid choice: 'compose'" in unknown.stderr
+
+
+@pytest.mark.parametrize("script", ["code/inference/generate.py", "code/tools/download_models.py"])
+def test_each_script_says_its_version(script):
+    result = subprocess.run([PYTHON, script, "--version"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == f"{Path(script).name} 0.1.0"

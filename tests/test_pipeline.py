@@ -8,7 +8,7 @@ import torch
 
 from video_bgm.config import GenerationParams
 from video_bgm.errors import ModelError
-from video_bgm.pipeline import VideoBGM, limit_peak
+from video_bgm.pipeline import VideoBGM
 from video_bgm.random_models import tiny_temporal_config
 from video_bgm.temporal import TemporalTransformer
 
@@ -124,12 +124,3 @@ def test_musicgen_whose_weights_do_not_fit_its_config_is_refused(tmp_path):
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelError, match="cannot load MusicGen: some weights have other shapes than its config says"):
         MusicGen.from_pretrained(str(folder))
-
-
-def test_limit_peak_scales_instead_of_clipping():
-    import numpy as np
-
-    loud = np.array([[0.5, -2.0, 1.0]], dtype=np.float32)
-    np.testing.assert_allclose(limit_peak(loud), loud * 0.99 / 2.0)
-    quiet = np.array([[0.1, -0.2]], dtype=np.float32)
-    assert limit_peak(quiet) is quiet

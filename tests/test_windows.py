@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from video_bgm import media, windows
-from video_bgm.config import GenerationParams
+from video_bgm.config import GenerationParams, check_window_options
 from video_bgm.synthetic import write_test_video
 from video_bgm.windows import Window, plan
 
@@ -43,9 +43,9 @@ def test_plan_covers_the_piece_once_with_overlapping_prompts():
 
 def test_options_are_checked():
     with pytest.raises(ValueError, match="overlap"):
-        windows.check_options(30, 30)
+        check_window_options(30, 30)
     with pytest.raises(ValueError, match="window: 45 s is longer"):
-        windows.check_options(45, 10, max_seconds=40.9)
+        check_window_options(45, 10, max_seconds=40.9)
 
 
 def record_windows(model, monkeypatch):

@@ -1,44 +1,9 @@
 #!/usr/bin/env python
-"""Convert a thesis checkpoint folder into our model format.
+"""Convert a thesis checkpoint folder (see video_bgm/commands/convert.py).
 
-    python code/tools/convert_thesis_checkpoint.py THESIS_FOLDER OUT_FOLDER [--musicgen REF]
+The same as `video-bgm convert`; this script keeps the path the thesis's users know."""
 
-THESIS_FOLDER holds configuration.yml and lm_final.pt (and musicgen_peft_final/ for the PEFT
-models); OUT_FOLDER gets config.json, model.safetensors (ResNet-50 + temporal transformer),
-musicgen_adapter/ (the LoRA adapter in transformers' naming) and a model card. lm_final.pt is
-read as tensors only (never unpickling code), and no pickle file is needed afterwards.
-"""
-
-from __future__ import annotations
-
-from video_bgm.cli import exit_cleanly_on_signals
-
-exit_cleanly_on_signals("convert_thesis_checkpoint.py")  # before any other import: Ctrl-C while they load is one line too
-
-from pathlib import Path  # noqa: E402
-
-from video_bgm.cli import ArgumentParser, quiet_libraries, run  # noqa: E402
-from video_bgm.errors import UserInputError  # noqa: E402
-from video_bgm.refs import resolve_reference  # noqa: E402
-
-
-def main(argv=None) -> int:
-    p = ArgumentParser(prog="convert_thesis_checkpoint.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("folder", help="thesis checkpoint folder (configuration.yml + lm_final.pt)")
-    p.add_argument("out", help="output model folder (created)")
-    p.add_argument("--musicgen", default=None, help="name this MusicGen (hub id or folder) instead of the one in configuration.yml")
-    args = p.parse_args(argv)
-    quiet_libraries()
-    from video_bgm import thesis  # torch: after the arguments
-
-    folder = Path(args.folder)
-    if not thesis.is_thesis_folder(folder):
-        raise UserInputError(f"{folder}: not a thesis checkpoint folder (no {thesis.CONFIG_FILE})")
-    musicgen = resolve_reference(args.musicgen, None, "--musicgen") if args.musicgen else None
-    out = thesis.convert(folder, Path(args.out), musicgen=musicgen)
-    print(out)
-    return 0
-
+from video_bgm.commands import script
 
 if __name__ == "__main__":
-    run(main, "convert_thesis_checkpoint.py")
+    script("convert")

@@ -1,48 +1,9 @@
 #!/usr/bin/env python
-"""Train a video encoder for the frozen MusicGen.
+"""Train a video encoder (see video_bgm/commands/train.py); accelerate launch runs this file too.
 
-    python code/training/training.py --config training_conf.yml             # one GPU or the CPU
-    accelerate launch code/training/training.py --config training_conf.yml  # several GPUs
-    python training/training.py                                              # from code/, the thesis's form
+The same as `video-bgm train`; this script keeps the path the thesis's users know."""
 
-Prepares the data once (feature cache), trains, validates, checkpoints, and writes a model
-folder (<output_dir>/model) that generate.py and the app load. Run it again on the same
-output_dir to resume where it stopped.
-"""
-
-from __future__ import annotations
-
-from video_bgm.cli import exit_cleanly_on_signals
-
-exit_cleanly_on_signals("training.py")  # before any other import: Ctrl-C while they load is one line too
-
-from pathlib import Path  # noqa: E402
-
-from video_bgm.cli import ArgumentParser, quiet_libraries, run  # noqa: E402
-from video_bgm.errors import UserInputError  # noqa: E402
-from video_bgm.train.config import load_train_config  # noqa: E402
-
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "training_conf.yml"
-
-
-def main(argv=None) -> int:
-    p = ArgumentParser(prog="training.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", default=str(DEFAULT_CONFIG), help=f"YAML config (default: {DEFAULT_CONFIG.name} at the repo root)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set train.lr=3e-4 (repeatable)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = p.parse_args(argv)
-    try:
-        config = load_train_config(args.config, args.set)
-    except ValueError as err:
-        raise UserInputError(f"{args.config}: {err}" if not str(err).startswith(str(args.config)) else str(err)) from None
-    quiet_libraries()
-    from video_bgm.train.loop import Trainer  # torch, transformers: after the arguments
-
-    result = Trainer(config, show_progress=not args.quiet).run()
-    print(f"model: {result.model_dir}")
-    return 0
-
+from video_bgm.commands import script
 
 if __name__ == "__main__":
-    run(main, "training.py")
+    script("train")

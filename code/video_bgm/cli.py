@@ -14,7 +14,14 @@ from .errors import UserInputError
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with a one-line error (no usage dump) and exit code 2."""
+    """argparse with a one-line error (no usage dump), exit code 2, and ``--version``."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.add_help:  # a top-level parser (subcommands' stubs have no options of their own)
+            from . import __version__
+
+            self.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
@@ -22,11 +29,41 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def add_precision_argument(parser: argparse.ArgumentParser) -> None:
     """``--precision``, as generate.py and app.py offer it (the names ``MusicGen.from_pretrained`` takes)."""
-    from .musicgen import PRECISIONS
+    from .config import PRECISIONS
 
     parser.add_argument("--precision", default="fp32", choices=list(PRECISIONS),
                         help="MusicGen decoder precision (default fp32; bf16 halves its memory and is faster on "
                              "GPUs and CPUs with native bfloat16, see the README's Performance section)")
+
+
+_OPTION_TYPES = {"float": float, "int": int, "str": str}
+
+
+def add_generation_arguments(parser: argparse.ArgumentParser, names) -> None:
+    """``--guidance-scale``, ``--top-k``, ... for the :class:`~video_bgm.config.GenerationParams` fields
+    ``names``: their defaults and types come from the dataclass, their help from GENERATION_OPTION_HELP."""
+    import dataclasses
+
+    from .config import GENERATION_OPTION_HELP, GenerationParams
+
+    fields = {f.name: f for f in dataclasses.fields(GenerationParams)}
+    for name in names:
+        field = fields[name]
+        kind = _OPTION_TYPES[str(field.type).split(" | ")[0]]  # "float | None" -> float
+        help_text = GENERATION_OPTION_HELP[name]
+        if field.default is not None:
+            help_text += f" (default {field.default:g})"
+        parser.add_argument("--" + name.replace("_", "-"), type=kind, default=field.default, help=help_text)
+
+
+def generation_params(args: argparse.Namespace, **more):
+    """The GenerationParams that ``add_generation_arguments`` options (and ``more``) describe."""
+    import dataclasses
+
+    from .config import GenerationParams
+
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(GenerationParams) if hasattr(args, f.name)}
+    return GenerationParams(**{**given, **more})
 
 
 INTERRUPTED, TERMINATED = 130, 143  # the shell's 128 + SIGINT / SIGTERM

@@ -157,6 +157,24 @@ class VideoModelConfig:
         return dataclasses.asdict(self)
 
 
+# MusicGen decoder precisions: name -> torch dtype (the names generate.py, the app and from_pretrained take)
+PRECISIONS = {"fp32": "float32", "bf16": "bfloat16"}
+
+DEFAULT_WINDOW = 30.0  # s: MusicGen's training window
+DEFAULT_OVERLAP = 10.0  # s of music each window continues (its audio-code prompt)
+
+
+def check_window_options(window: float, overlap: float, max_seconds: float | None = None) -> None:
+    """ValueError naming the option for an impossible window/overlap (``max_seconds``: the longest
+    window the MusicGen can generate at once)."""
+    if not window > 0:
+        raise ValueError(f"window: must be > 0 seconds, got {window:g}")
+    if max_seconds is not None and window > max_seconds:
+        raise ValueError(f"window: {window:g} s is longer than this MusicGen can generate at once ({max_seconds:.1f} s)")
+    if not 0 < overlap < window:
+        raise ValueError(f"overlap: must be > 0 and less than the window ({window:g} s), got {overlap:g}")
+
+
 @dataclass
 class GenerationParams:
     """Sampling options for one generation; ``validate`` rejects impossible values.
@@ -181,8 +199,8 @@ class GenerationParams:
     duration: float | None = None
     seed: int | None = None
     prompt: str | None = None
-    window: float = 30.0
-    overlap: float = 10.0
+    window: float = DEFAULT_WINDOW
+    overlap: float = DEFAULT_OVERLAP
 
     def validate(self) -> None:
         if not self.guidance_scale >= 0:
@@ -197,7 +215,20 @@ class GenerationParams:
             raise ValueError(f"duration: must be > 0 seconds, got {self.duration}")
         if self.seed is not None and not 0 <= self.seed < 2**63:
             raise ValueError(f"seed: must be in [0, 2**63), got {self.seed}")
-        if not self.window > 0:
-            raise ValueError(f"window: must be > 0 seconds, got {self.window}")
-        if not 0 < self.overlap < self.window:
-            raise ValueError(f"overlap: must be > 0 and less than the window ({self.window:g} s), got {self.overlap}")
+        check_window_options(self.window, self.overlap)
+
+
+# Command-line help for GenerationParams' fields (the defaults come from the dataclass): every tool
+# that samples (generate.py, evaluate.py) builds its options from this through cli.add_generation_arguments.
+GENERATION_OPTION_HELP = {
+    "guidance_scale": "classifier-free guidance (1: off, 0: ignore the video)",
+    "temperature": "sampling temperature",
+    "top_k": "sample among the k likeliest codes (0: no limit)",
+    "top_p": "nucleus sampling threshold (0: off)",
+    "duration": "seconds of music (default: the video's length)",
+    "seed": "random seed (default: random; the seed used is printed)",
+    "prompt": 'optional text prompt joined with the video, e.g. "calm piano"',
+    "window": "seconds of music per MusicGen window; longer music is made window by window",
+    "overlap": "seconds of music each later window continues from the one before",
+}
+SAMPLING_OPTIONS = ("guidance_scale", "temperature", "top_k", "top_p")  # how each code is drawn

@@ -19,7 +19,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import signal
 
 DEFAULT_LOUDNESS = -16.0  # LUFS: what streaming platforms and podcasts aim at
 DEFAULT_FADE = 0.5  # s
@@ -53,7 +52,7 @@ def k_weighting(sample_rate: int) -> np.ndarray:
 def _block_powers(audio: np.ndarray, sample_rate: int, block: float = _BLOCK, step: float = _STEP) -> np.ndarray:
     """K-weighted mean square of each gating block, summed over channels: [blocks]."""
     audio = np.atleast_2d(np.asarray(audio, dtype=np.float64))
-    weighted = signal.sosfilt(k_weighting(sample_rate), audio, axis=-1)
+    weighted = _sosfilt()(k_weighting(sample_rate), audio, axis=-1)
     size, hop = round(block * sample_rate), round(step * sample_rate)
     if weighted.shape[1] < size:  # shorter than one block: the whole signal is the block
         return (weighted ** 2).mean(axis=1).sum(keepdims=True) if weighted.shape[1] else np.zeros(0)
@@ -82,7 +81,7 @@ def integrated_loudness(audio: np.ndarray, sample_rate: int) -> float:
 def momentary_loudness(audio: np.ndarray, sample_rate: int, hop: float = 0.01) -> np.ndarray:
     """Loudness (LUFS) of the 400 ms ending at each ``hop`` (the first blocks are shorter): [S / hop]."""
     audio = np.atleast_2d(np.asarray(audio, dtype=np.float64))
-    weighted = signal.sosfilt(k_weighting(sample_rate), audio, axis=-1)
+    weighted = _sosfilt()(k_weighting(sample_rate), audio, axis=-1)
     size, step = round(_BLOCK * sample_rate), max(1, round(hop * sample_rate))
     cumulative = np.concatenate([np.zeros((weighted.shape[0], 1)), np.cumsum(weighted ** 2, axis=1)], axis=1)
     ends = np.arange(step, weighted.shape[1] + 1, step)
@@ -109,6 +108,12 @@ def limit_peak(audio: np.ndarray, peak: float = PEAK_CEILING) -> np.ndarray:
     return (audio * (peak / loudest)).astype(np.float32) if loudest > peak else np.asarray(audio, dtype=np.float32)
 
 
+def raised_cosine(samples: int) -> np.ndarray:
+    """A fade-in ramp 0 -> 1 over ``samples`` (float32): sin^2, so a fade-in and the matching fade-out
+    (1 - ramp) sum to exactly 1."""
+    return (np.sin(0.5 * np.pi * (np.arange(samples) + 0.5) / samples) ** 2).astype(np.float32)
+
+
 def fade(audio: np.ndarray, sample_rate: int, fade_in: float = DEFAULT_FADE, fade_out: float = DEFAULT_FADE) -> np.ndarray:
     """Raised-cosine fades over the first ``fade_in`` and last ``fade_out`` seconds (at most half each)."""
     audio = np.array(audio, dtype=np.float32)
@@ -117,7 +122,7 @@ def fade(audio: np.ndarray, sample_rate: int, fade_in: float = DEFAULT_FADE, fad
         length = min(round(seconds * sample_rate), n // 2)
         if length <= 0:
             continue
-        ramp = (np.sin(0.5 * np.pi * (np.arange(length) + 0.5) / length) ** 2).astype(np.float32)
+        ramp = raised_cosine(length)
         if at_start:
             audio[..., :length] *= ramp
         else:
@@ -203,3 +208,9 @@ def finish(music: np.ndarray, sample_rate: int, mix: Mix, original: np.ndarray |
     mixed[:, :n] += music[:, :n] * ducking[:n]
     mixed[:, n : music.shape[1]] += music[:, n:]
     return normalise(mixed, sample_rate, mix.loudness) if mix.loudness is not None else limit_peak(mixed)
+
+
+def _sosfilt():
+    from scipy import signal  # imported on first use: the commands import this module for its defaults
+
+    return signal.sosfilt

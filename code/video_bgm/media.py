@@ -26,14 +26,9 @@ import numpy as np
 import torch
 
 from .errors import MediaError, OutputError
+from .formats import OUTPUT_FORMATS, VIDEO_EXTENSIONS  # noqa: F401 (media.VIDEO_EXTENSIONS is the public name)
 from .outputs import atomic_outputs, check_outputs
 
-# What counts as a video file, everywhere (generation's folder mode, training, evaluation).
-VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".mts",
-                              ".wmv", ".flv", ".3gp"})
-# Output container per extension, and the audio codec it gets (WebM cannot hold AAC).
-OUTPUT_FORMATS = {".mp4": ("mp4", "aac"), ".mov": ("mov", "aac"),
-                  ".mkv": ("matroska", "aac"), ".webm": ("webm", "libopus")}
 _LAYOUTS = {1: "mono", 2: "stereo"}
 # A sampling time this close before a frame's start counts as that frame: decord reports frame
 # times as float32, so k/fps and the k-th frame's start can differ by ~1e-4 s in an hour-long video.

@@ -19,12 +19,13 @@ import torch
 import torch.nn.functional as F
 from transformers import MusicgenForConditionalGeneration
 
+from .config import PRECISIONS
 from .decoding import Stepper, use_few_row_kernel
 from .errors import ModelError
+from .loudness import raised_cosine
 from .refs import first_line, load_pretrained
 
 ProgressFn = Callable[[int, int], None]  # (steps done, total steps)
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # EnCodec's decoder holds ~40 MB of activations per second of 32 kHz audio, so long code
 # sequences are decoded in chunks of about DECODE_CHUNK seconds, each with DECODE_CONTEXT seconds
 # of codes on either side (its LSTM and convolutions warm up on them), crossfaded over SEAM_FADE.
@@ -61,7 +62,7 @@ class MusicGen:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         model = load_pretrained(MusicgenForConditionalGeneration, ref, "MusicGen", revision, dtype=torch.float32)
-        model.decoder.to(PRECISIONS[precision])
+        model.decoder.to(getattr(torch, PRECISIONS[precision]))
         return cls(model.to(device), name=ref)
 
     # --- shapes and rates --------------------------------------------------------------------
@@ -268,7 +269,7 @@ class MusicGen:
             return self._decode(codes)
         context, half = round(DECODE_CONTEXT * self.frame_rate), round(SEAM_FADE * self.frame_rate / 2)
         per_frame = round(self.sample_rate / self.frame_rate)
-        fade_in = raised_cosine(2 * half * per_frame).to(codes.device)
+        fade_in = torch.from_numpy(raised_cosine(2 * half * per_frame)).to(codes.device)
         bounds = [round(j * frames / chunks) for j in range(chunks + 1)]
         out = None
         for a, b in zip(bounds, bounds[1:]):
@@ -305,13 +306,6 @@ class MusicGen:
             return encode(wav[:, :1])
         left, right = encode(wav[:, :1]), encode(wav[:, -1:])
         return torch.stack([left, right], dim=2).flatten(1, 2)  # interleave: L0 R0 L1 R1 ...
-
-
-def raised_cosine(samples: int) -> torch.Tensor:
-    """A fade-in ramp 0 -> 1 over ``samples``: sin^2, so a fade-in and the matching fade-out
-    (1 - ramp) sum to exactly 1 (the two decodes of one seam are of the same codes: correlated)."""
-    t = (torch.arange(samples, dtype=torch.float64) + 0.5) / samples
-    return (torch.sin(0.5 * math.pi * t) ** 2).float()
 
 
 def sample(logits: torch.Tensor, temperature: float, top_k: int, top_p: float,

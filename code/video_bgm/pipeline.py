@@ -17,17 +17,18 @@ import numpy as np
 import torch
 
 from . import hub, media, model_card, thesis, windows
-from .config import GenerationParams, VideoModelConfig
+from .config import GenerationParams, VideoModelConfig, check_window_options
 from .errors import ModelError, UserInputError
 from .frames import FrameEncoder, build_frame_encoder
 from .lora import LoraAdapter
+from .loudness import limit_peak
 from .model_folder import CONFIG_NAME, WEIGHTS_NAME, ModelParts, read_config, read_parts, read_weights, write_parts
 from .musicgen import MusicGen
 from .refs import first_line, resolve_reference
 from .temporal import TemporalTransformer
 
 __all__ = ["VideoBGM", "Generation", "check_dimensions", "locate_model", "read_config", "read_weights",
-           "resolve_device", "limit_peak", "CONFIG_NAME", "WEIGHTS_NAME"]
+           "resolve_device", "CONFIG_NAME", "WEIGHTS_NAME"]
 MAX_SECONDS = 3 * 3600.0  # a sanity bound (a typo'd --duration); any length up to it is made window by window
 
 # (stage, done, total): stages are "frames", "encoding", "window" (k of n starts), "generating"
@@ -211,7 +212,7 @@ class VideoBGM:
                 f"{video}: {duration:.1f} s of music requested; at most {MAX_SECONDS / 3600:g} h per clip")
         seed = params.seed if params.seed is not None else secrets.randbelow(2**31)
         try:
-            windows.check_options(params.window, params.overlap, self.musicgen.max_frames / self.musicgen.frame_rate)
+            check_window_options(params.window, params.overlap, self.musicgen.max_frames / self.musicgen.frame_rate)
         except ValueError as err:
             raise UserInputError(f"--{err}") from None
 
@@ -225,12 +226,6 @@ class VideoBGM:
             top_p=params.top_p)
         audio = windows.render(chunks, self.audio_channels, samples)  # (C, S)
         return Generation(limit_peak(audio), self.sample_rate, seed, duration)
-
-
-def limit_peak(audio: np.ndarray, peak: float = 0.99) -> np.ndarray:
-    """Scale down (never clip) audio whose peak exceeds ``peak``, so the WAV never distorts."""
-    loudest = float(np.abs(audio).max(initial=0.0))
-    return audio * (peak / loudest) if loudest > peak else audio
 
 
 def check_dimensions(config: VideoModelConfig, frame_encoder: FrameEncoder, musicgen: MusicGen,

@@ -40,10 +40,10 @@ import numpy as np
 import torch
 
 from . import frame_window, mapped_pages, media
-from .musicgen import DECODE_CONTEXT, raised_cosine
+from .config import DEFAULT_OVERLAP, DEFAULT_WINDOW, check_window_options
+from .loudness import raised_cosine
+from .musicgen import DECODE_CONTEXT
 
-DEFAULT_WINDOW = 30.0  # s: MusicGen's training window
-DEFAULT_OVERLAP = 10.0  # s of music each window continues (the prompt)
 
 # (stage, done, total), as the pipeline reports: "window" (k, n) when window k of n starts,
 # "generating" (steps done, steps in the whole piece).
@@ -70,16 +70,6 @@ class Window:
         return self.end - self.new
 
 
-def check_options(window: float, overlap: float, max_seconds: float | None = None) -> None:
-    """ValueError naming the option for an impossible window/overlap."""
-    if not window > 0:
-        raise ValueError(f"window: must be > 0 seconds, got {window:g}")
-    if max_seconds is not None and window > max_seconds:
-        raise ValueError(f"window: {window:g} s is longer than this MusicGen can generate at once ({max_seconds:.1f} s)")
-    if not 0 < overlap < window:
-        raise ValueError(f"overlap: must be > 0 and less than the window ({window:g} s), got {overlap:g}")
-
-
 def plan(total_frames: int, window_frames: int, overlap_frames: int) -> list[Window]:
     """The windows covering ``total_frames`` code frames (see the module docstring)."""
     if total_frames <= 0:
@@ -104,7 +94,7 @@ def generate(musicgen, condition_for: ConditionFn, num_frames: int, window: floa
     ``num_frames * sample_rate / frame_rate`` samples.
     """
     rate = musicgen.frame_rate
-    check_options(window, overlap, musicgen.max_frames / rate)
+    check_window_options(window, overlap, musicgen.max_frames / rate)
     window_f, overlap_f = round(window * rate), max(1, round(overlap * rate))
     windows = plan(num_frames, window_f, overlap_f)
     report = progress or (lambda stage, done, total: None)
@@ -143,7 +133,7 @@ def generate(musicgen, condition_for: ConditionFn, num_frames: int, window: floa
         if last:
             report("decoding", 1, 1)
         if held is not None:
-            ramp = raised_cosine(fade * per_frame).numpy()
+            ramp = raised_cosine(fade * per_frame)
             lo = warmup * per_frame
             overlap_part = audio[:, lo : lo + fade * per_frame]
             yield (held * (1 - ramp) + overlap_part * ramp).astype(np.float32)

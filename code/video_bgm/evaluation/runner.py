@@ -31,8 +31,9 @@ from ..data.cache import FeatureCache, prepare_features
 from ..data.clips import Clip, Skipped
 from ..data.segments import SegmentDataset
 from ..errors import MediaError, ModelError, UserInputError
+from ..loudness import limit_peak
 from ..objective import conditioning_losses
-from ..pipeline import VideoBGM, limit_peak, resolve_device
+from ..pipeline import VideoBGM, resolve_device
 from . import correspondence, diversity
 from .data import ReferenceSet, has_video, load_reference, read_generated
 from . import DEFAULT_CLAP
