@@ -74,7 +74,9 @@ def load_separator(name: str = DEFAULT_DEMUCS, repo: str | os.PathLike | None = 
     try:
         from demucs.pretrained import get_model
     except ImportError:
-        raise ModelError("demucs", "the demucs package is not installed (pip install demucs)") from None
+        raise ModelError("demucs", "the demucs package is not installed: pip install 'demucs>=4.1' (on Linux aarch64, "
+                                   "where its file-I/O dependency sphn has no wheel: pip install --no-deps 'demucs>=4.1' "
+                                   "einops julius), or prepare with --separate none") from None
     if repo is not None and not Path(repo).is_dir():
         raise ModelError(repo, "--demucs-repo: not a folder")
     if repo is None:
