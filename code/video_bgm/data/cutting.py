@@ -52,7 +52,7 @@ def _write(source: str, info: media.VideoInfo, start: float, end: float, out_pat
         even = info.width % 2 == 0 and info.height % 2 == 0
         video = out.add_stream("libx264", rate=Fraction(info.fps).limit_denominator(1001),
                                options={"crf": str(crf), "preset": preset,
-                                        "x264-params": "log-level=error"})  # no statistics on stderr per clip
+                                        "x264-params": "log=0"})  # no statistics on stderr per clip
         video.pix_fmt = "yuv420p" if even else "yuv444p"  # 4:2:0 needs even sizes
         video.time_base = video.codec_context.time_base = _TIME_BASE
         if info.rotation:

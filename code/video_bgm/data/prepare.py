@@ -354,8 +354,14 @@ def _prepare(sources, out: Path, s: PrepareSettings, base: dict, runner: Runner,
         row["video"] = got["video"]
 
     kept = alive()
-    split = split_clips([Clip(r["id"], Path(r["video"]), Path(r["video"]), group=r["group"]) for r in kept],
-                        s.val_fraction, s.test_fraction, s.split_seed) if kept else {}
+    split = {}
+    if kept:
+        clips = [Clip(r["id"], Path(r["video"]), Path(r["video"]), group=r["group"]) for r in kept]
+        try:
+            split = split_clips(clips, s.val_fraction, s.test_fraction, s.split_seed)
+        except UserInputError as err:  # a small set: still a dataset, for training without held-out clips
+            log(f"split: {err}; every kept clip is in training (lower --val-fraction / --test-fraction, or add sources)")
+            split = {"training": sorted(c.id for c in clips), "validation": [], "test": []}
     where = {i: name for name, ids in split.items() for i in ids}
     manifest = out / MANIFEST
     lines = [json.dumps(_manifest_row(r, where.get(r["id"]))) for r in rows]
