@@ -118,6 +118,36 @@ def full_filesystem(tmp_path):
         subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
+def require_audio_tool(what: str, present: bool, install: str, flag: str) -> None:
+    """Skip, naming the apt command, when a system audio tool is missing; ``flag`` set (CI) makes it a failure."""
+    if present:
+        return
+    message = f"this test needs {what}: {install}"
+    if os.environ.get(flag):
+        pytest.fail(message)
+    pytest.skip(f"{message} ({flag}=1 makes this a failure)")
+
+
+@pytest.fixture(scope="session")
+def rendered_music(tmp_path_factory):
+    """render(name, bpm) -> float32 [S] at 32 kHz: a music21 corpus score played by fluidsynth (cached)."""
+    import shutil
+
+    from video_bgm import synthetic
+
+    require_audio_tool("fluidsynth and the GM soundfont",
+                       shutil.which("fluidsynth") is not None and synthetic.SOUNDFONT.is_file(),
+                       "apt-get install -y fluidsynth fluid-soundfont-gm", "REQUIRE_FLUIDSYNTH")
+    folder, cache = tmp_path_factory.mktemp("rendered"), {}
+
+    def render(name: str, bpm: float):
+        if (name, bpm) not in cache:
+            cache[name, bpm] = synthetic.render_score(name, bpm, 32000, folder)
+        return cache[name, bpm]
+
+    return render
+
+
 @pytest.fixture(scope="module")
 def clips12(tmp_path_factory) -> Path:
     """12 paired clips whose colour picks the pitch of their tone (the training tests' data set)."""

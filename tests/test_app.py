@@ -535,9 +535,36 @@ def test_browser_generates_and_plays_music(browser, server, app_media, tmp_path)
     screenshot = tmp_path / "app.png"
     page.screenshot(path=str(screenshot), full_page=True)
     assert screenshot.stat().st_size > 10_000
+    text = page.evaluate(PAGE_TEXT)
     if os.environ.get("APP_SCREENSHOT"):  # APP_SCREENSHOT=docs/app.png refreshes the README's picture
-        shutil.copyfile(screenshot, REPO / os.environ["APP_SCREENSHOT"])
+        save_screenshot(screenshot, REPO / os.environ["APP_SCREENSHOT"], text)
+    else:
+        assert screenshot_text(README_SCREENSHOT) == text, (
+            f"the page's text changed since {README_SCREENSHOT.relative_to(REPO)} was taken: refresh it with "
+            f"APP_SCREENSHOT={README_SCREENSHOT.relative_to(REPO)} python -m pytest tests/test_app.py -k browser_generates")
     page.close()
+
+
+# The README's screenshot carries the page's text it shows (a PNG text chunk), so that a change to
+# the page's wording or limits without a new screenshot fails the test above.
+README_SCREENSHOT = REPO / "docs" / "app.png"
+PAGE_TEXT = """() => [document.querySelector('#intro'), ...document.querySelectorAll('label, button')]
+    .map(e => e.innerText.trim()).filter(t => t).join('\\n')"""
+_TEXT_KEY = "page-text"
+
+
+def save_screenshot(png: Path, target: Path, text: str) -> None:
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt(_TEXT_KEY, text)
+    Image.open(png).save(target, pnginfo=info, optimize=True)
+
+
+def screenshot_text(png: Path) -> str | None:
+    from PIL import Image
+
+    return Image.open(png).text.get(_TEXT_KEY)
 
 
 def test_browser_shows_errors_then_succeeds(browser, server, app_media):

@@ -41,6 +41,9 @@ def test_generate_and_score_with_baselines_then_rerun_only_scores(tmp_path, tiny
     assert systems["musicgen-text"]["generation"]["prompt"] == "background music"
     assert systems["musicgen-unconditional"]["generation"]["guidance_scale"] == 1.0
     assert systems["reference"]["retrieval"]["candidates"] == 2
+    for slug, s in systems.items():  # every system, baselines and the reference included, has the rhythm measures
+        assert set(s["rhythm"]) >= {"bcs", "bhs", "cut_beat_iou", "cuts_on_beat", "cuts"}, slug
+    assert systems["reference"]["rhythm"]["bhs"] is None  # LORIS's scores compare with the reference
     gain = metrics["conditioning"]["model"]
     assert gain["clips"] == 2 and gain["conditioning_gain"] == pytest.approx(gain["shuffled_loss"] - gain["loss"])
 
@@ -56,6 +59,7 @@ def test_generate_and_score_with_baselines_then_rerun_only_scores(tmp_path, tiny
     page = (out / "index.html").read_text()
     assert "Audio quality and diversity" in page and "Video retrieval" in page and "MusicGen, unconditional" in page
     assert "Conditioning gain on the reference pairs" in (out / "report.md").read_text()
+    assert "Rhythm: beats against the reference music" in page
     for plot in ("fad_clap.png", "fad_encodec.png", "retrieval_mrr.png", "case_study.png", "conditioning_gain.png"):
         assert (out / "plots" / plot).stat().st_size > 1000, plot
         assert f"plots/{plot}" in page

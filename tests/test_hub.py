@@ -251,3 +251,58 @@ def test_push_to_hub_uploads_a_loadable_model_with_a_card(offline_cache, tmp_pat
     again = VideoBGM.from_pretrained(RecordingHfApi.uploaded, device="cpu", musicgen=str(stereo))
     assert torch.equal(_temporal_weights(again), _temporal_weights(model))
     assert again.info["metrics"]["steps"] == 1000
+
+
+@pytest.fixture
+def online_cache(hub_cache, monkeypatch):
+    """The same cache, with the hub not switched off: only local_files_only keeps the calls local."""
+    import socket
+
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub_cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the hub was contacted")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    return hub_cache
+
+
+def test_local_files_only_loads_from_the_cache_without_asking_the_hub(online_cache):
+    model = VideoBGM.from_pretrained(REPO_ID, device="cpu", local_files_only=True)
+    assert model.config.temporal.output_space == "t5"
+    with pytest.raises(ModelError, match=r"^someone/absent: not in the Hugging Face cache, and local_files_only=True "
+                                         r"keeps the hub out of reach; fetch it once with internet: "):
+        VideoBGM.from_pretrained("someone/absent", device="cpu", local_files_only=True)
+    assert not hub.is_offline()  # only that load was local
+
+
+def test_the_token_reaches_the_hub_client(online_cache, monkeypatch):
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    seen = {}
+
+    def snapshot_download(repo_id, **kwargs):
+        seen.update(kwargs, repo_id=repo_id)
+        raise LocalEntryNotFoundError("stop here")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    with pytest.raises(ModelError, match="someone/private: not in the Hugging Face cache"):
+        VideoBGM.from_pretrained("someone/private", device="cpu", token="hf_secret", local_files_only=True)
+    assert (seen["repo_id"], seen["token"], seen["local_files_only"]) == ("someone/private", "hf_secret", True)
+
+
+def test_dtype_is_the_hugging_face_name_for_the_precision(tiny_bundle):
+    model = VideoBGM.from_pretrained(tiny_bundle["video-encoder"], device="cpu", dtype=torch.bfloat16)
+    assert model.musicgen.model.decoder.dtype == torch.bfloat16
+    assert model.musicgen.model.audio_encoder.dtype == torch.float32  # EnCodec stays float32, as with precision
+    named = VideoBGM.from_pretrained(tiny_bundle["video-encoder"], device="cpu", dtype="float32")
+    assert named.musicgen.model.decoder.dtype == torch.float32
+    with pytest.raises(ValueError, match="disagree"):
+        VideoBGM.from_pretrained(tiny_bundle["video-encoder"], device="cpu", dtype="bfloat16", precision="fp32")
+    with pytest.raises(ValueError, match="dtype must be one of float32, bfloat16"):
+        VideoBGM.from_pretrained(tiny_bundle["video-encoder"], device="cpu", dtype=torch.float16)

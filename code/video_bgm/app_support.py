@@ -16,7 +16,6 @@ runs (and is tested) without a browser or a server.
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import shutil
@@ -30,11 +29,12 @@ from typing import Callable
 import numpy as np
 
 from . import batch, media
-from .config import FORMAT_NAME, GenerationParams
+from .config import GenerationParams
 from .errors import MediaError, UserInputError
 from .loudness import Mix
+from .model_folder import folder_kind
+from .spectrum import power_db
 
-THESIS_FILES = ("configuration.yml", "lm_final.pt")  # a thesis checkpoint folder
 MAX_VARIATIONS = 4
 _SEARCH_DEPTH = 3  # models/<group>/<name>/<folder> at most
 
@@ -47,17 +47,6 @@ ReportProgress = Callable[[float, str], None]
 
 # ---------------------------------------------------------------------------------------------
 # Which models a client may choose
-
-
-def is_model_folder(folder: Path) -> bool:
-    """Our format (config.json with ``"format": "video-bgm"``) or a thesis checkpoint folder."""
-    config = folder / "config.json"
-    if config.is_file():
-        try:
-            return json.loads(config.read_text()).get("format") == FORMAT_NAME
-        except (OSError, ValueError, AttributeError):
-            return False  # a MusicGen's or CLIP's config.json, or garbage: not one of ours
-    return all((folder / name).is_file() for name in THESIS_FILES)
 
 
 def discover_models(models_dir: str | Path | None, extra: list[str] | tuple[str, ...] = ()) -> dict[str, str]:
@@ -83,7 +72,7 @@ def discover_models(models_dir: str | Path | None, extra: list[str] | tuple[str,
     stack = [(root, 0)]
     while stack:
         folder, depth = stack.pop()
-        if folder != root and is_model_folder(folder):
+        if folder != root and folder_kind(folder) is not None:
             if str(folder.resolve()) not in listed:
                 discovered[folder.relative_to(root).as_posix()] = str(folder.resolve())
             continue  # a model's own subfolders (its frozen models) are not models
@@ -389,15 +378,12 @@ def music_picture(audio: np.ndarray, sample_rate: int, width: int = 640, height:
 
 def _spectrogram(mono: np.ndarray, sample_rate: int, width: int, height: int, n_fft: int,
                  dynamic_range_db: float) -> np.ndarray:
-    padded = np.pad(mono, (n_fft // 2, n_fft // 2))
     centres = np.linspace(0, max(len(mono) - 1, 0), width).round().astype(np.int64)
-    frames = padded[centres[:, None] + np.arange(n_fft)[None]] * np.hanning(n_fft)[None]  # (W, n_fft)
-    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2  # (W, n_fft/2 + 1)
     freqs = np.geomspace(30.0, sample_rate / 2, height)[::-1]  # top row: the highest frequency
     bins = np.clip((freqs / (sample_rate / 2) * (n_fft // 2)).round().astype(np.int64), 0, n_fft // 2)
-    db = 10 * np.log10(power[:, bins].T + 1e-12)  # (H, W)
+    db = power_db(mono, centres, n_fft)[bins]  # (H, W)
     level = np.clip((db - (db.max() - dynamic_range_db)) / dynamic_range_db, 0.0, 1.0)
-    if power.max() < 1e-10:  # silence: black, not the noise floor stretched to full scale
+    if db.max() < -100:  # silence: black, not the noise floor stretched to full scale
         level = np.zeros_like(level)
     scaled = level * (len(_RAMP) - 1)
     low = np.floor(scaled).astype(np.int64).clip(0, len(_RAMP) - 2)

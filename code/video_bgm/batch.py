@@ -84,6 +84,7 @@ def write_music(model, video, info: media.VideoInfo, params: GenerationParams, m
         report = progress(Path(video), i, len(outs)) if progress else None
         result = model.generate(video, replace(params, seed=base + take), progress=report, info=info)
         take_notes = list(notes) + [note for note in [music_not_in_video(result.duration, info.duration)] if note]
+        take_notes += result.notes()  # what was done for the cuts (rerank scores, the nudge)
         music = loudness.finish(result.audio, result.sample_rate, replace(mix, keep_original=None))
         audio = music if original is None else loudness.finish(result.audio, result.sample_rate, mix, original,
                                                               notes=take_notes)

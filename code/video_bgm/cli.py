@@ -8,8 +8,6 @@ import signal
 import sys
 from typing import Callable
 
-from tqdm import tqdm
-
 from .errors import UserInputError
 
 
@@ -148,6 +146,8 @@ class StageProgress:
             self.close()
             self.stage = stage
             unit = "step" if stage == "generating" else "stage"
+            from tqdm import tqdm  # imported on first use: --help stays light
+
             self.bar = tqdm(total=total, desc=f"{stage:>10}", unit=unit, disable=self.disable,
                             file=sys.stderr, leave=True, dynamic_ncols=True)
             if stage == "generating" and self.window:

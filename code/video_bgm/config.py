@@ -162,6 +162,7 @@ PRECISIONS = {"fp32": "float32", "bf16": "bfloat16"}
 
 DEFAULT_WINDOW = 30.0  # s: MusicGen's training window
 DEFAULT_OVERLAP = 10.0  # s of music each window continues (its audio-code prompt)
+DEFAULT_MIN_SCENE = 4.0  # s: with cuts, a window runs at least this long before a cut ends it
 
 
 def check_window_options(window: float, overlap: float, max_seconds: float | None = None) -> None:
@@ -190,6 +191,13 @@ class GenerationParams:
     window: seconds of music per MusicGen window; longer music is made window by window, each
         conditioned on its own part of the video (see windows.py).
     overlap: seconds of music each window after the first continues (its audio-code prompt).
+    follow_cuts: scene-aware windows: a new window (and its conditioning) starts at a shot cut.
+    cuts: the cut times in seconds (None: detected in the video with PySceneDetect when needed).
+    cut_min_seconds: with follow_cuts, a window runs at least this long before a cut ends it.
+    candidates: K > 1 samples K candidates (rows of one batch) for each window holding a cut and
+        keeps the one whose beats best hit the cuts (at most 8).
+    nudge: percent (0: off): time-stretch the music between cuts by at most this much so the beat
+        nearest each cut lands on it, the total length kept.
     """
 
     guidance_scale: float = 3.0
@@ -201,6 +209,15 @@ class GenerationParams:
     prompt: str | None = None
     window: float = DEFAULT_WINDOW
     overlap: float = DEFAULT_OVERLAP
+    follow_cuts: bool = False
+    cuts: list[float] | None = None
+    cut_min_seconds: float = DEFAULT_MIN_SCENE
+    candidates: int = 1
+    nudge: float = 0.0
+
+    @property
+    def needs_cuts(self) -> bool:
+        return self.follow_cuts or self.candidates > 1 or self.nudge > 0
 
     def validate(self) -> None:
         if not self.guidance_scale >= 0:
@@ -216,6 +233,12 @@ class GenerationParams:
         if self.seed is not None and not 0 <= self.seed < 2**63:
             raise ValueError(f"seed: must be in [0, 2**63), got {self.seed}")
         check_window_options(self.window, self.overlap)
+        if not 1 <= self.candidates <= 8:
+            raise ValueError(f"candidates: must be in [1, 8] (rows of one batch), got {self.candidates}")
+        if not 0 <= self.nudge <= 10:
+            raise ValueError(f"nudge: must be in [0, 10] percent, got {self.nudge:g}")
+        if self.cuts is not None and any(not c >= 0 for c in self.cuts):
+            raise ValueError("cuts: times must be >= 0 seconds")
 
 
 # Command-line help for GenerationParams' fields (the defaults come from the dataclass): every tool
@@ -230,5 +253,47 @@ GENERATION_OPTION_HELP = {
     "prompt": 'optional text prompt joined with the video, e.g. "calm piano"',
     "window": "seconds of music per MusicGen window; longer music is made window by window",
     "overlap": "seconds of music each later window continues from the one before",
+    "cut_min_seconds": "with --follow-cuts: seconds a window runs at least before a cut starts the next",
+    "candidates": "sample K candidates (rows of one batch, at most 8) for each window holding a cut and keep "
+                  "the one whose beats best hit it",
+    "nudge": "time-stretch the music between cuts by at most PCT percent so the nearest beat lands on each cut "
+             "(0: off)",
 }
 SAMPLING_OPTIONS = ("guidance_scale", "temperature", "top_k", "top_p")  # how each code is drawn
+
+
+# How generated music is finished (loudness.py does it); here so that commands read the defaults lightly.
+DEFAULT_LOUDNESS = -16.0  # LUFS: what streaming platforms and podcasts aim at
+DEFAULT_FADE = 0.5  # s
+DEFAULT_DUCK = 6.0  # dB
+
+
+@dataclass(frozen=True)
+class Mix:
+    """How the music is finished and mixed.
+
+    loudness: target integrated loudness of the output in LUFS (None: leave the level as generated).
+    fade: seconds of fade-in and fade-out on the music.
+    keep_original: None replaces the video's sound with the music. A number (dB) keeps the
+        video's own soundtrack, as recorded, and sets the music's loudness to the original's
+        plus this many dB: -12 puts the music 12 LU under the original (speech stays clear),
+        +6 puts it over. The mix is then brought to ``loudness`` as a whole (balance kept).
+    duck: with keep_original, the music is lowered by this many dB more while the original is
+        loud (its momentary loudness above the original's integrated loudness - 10 LU, i.e. while
+        someone speaks), with 50 ms attack and 500 ms release. 0 turns ducking off.
+    """
+
+    loudness: float | None = DEFAULT_LOUDNESS
+    fade: float = DEFAULT_FADE
+    keep_original: float | None = None
+    duck: float = DEFAULT_DUCK
+
+    def validate(self) -> None:
+        if self.loudness is not None and not -70 < self.loudness <= 0:
+            raise ValueError(f"loudness: must be in (-70, 0] LUFS, got {self.loudness:g}")
+        if not self.fade >= 0:
+            raise ValueError(f"fade: must be >= 0 seconds, got {self.fade:g}")
+        if self.keep_original is not None and not -60 <= self.keep_original <= 60:
+            raise ValueError(f"keep_original_audio: must be in [-60, 60] dB, got {self.keep_original:g}")
+        if not 0 <= self.duck <= 60:
+            raise ValueError(f"duck: must be in [0, 60] dB, got {self.duck:g}")

@@ -14,6 +14,8 @@ network) a model that is not cached is one line naming it and the command that f
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,17 +127,49 @@ _unreachable: str | None = None  # why the hub is out of reach, once a probe fou
 _reachable = False  # a probe reached it: not asked again in this process
 
 
+@dataclass(frozen=True)
+class HubAccess:
+    """How this load talks to the hub, under the Hugging Face names ``from_pretrained`` takes:
+    ``token`` (None: the logged-in one), ``local_files_only`` (the cache only, as offline)."""
+
+    token: str | bool | None = None
+    local_files_only: bool = False
+
+    def kwargs(self) -> dict:
+        """What huggingface_hub's and transformers' loaders take (only what was set)."""
+        return {k: v for k, v in (("token", self.token), ("local_files_only", self.local_files_only)) if v}
+
+
+_access: contextvars.ContextVar[HubAccess] = contextvars.ContextVar("hub_access", default=HubAccess())
+
+
+@contextlib.contextmanager
+def access(token: str | bool | None = None, local_files_only: bool = False):
+    """Every hub call inside the ``with`` (downloads, transformers' loads) uses this token and cache rule."""
+    reset = _access.set(HubAccess(token, local_files_only))
+    try:
+        yield
+    finally:
+        _access.reset(reset)
+
+
+def current_access() -> HubAccess:
+    return _access.get()
+
+
 def is_offline() -> bool:
-    """Whether the hub is out of reach: ``HF_HUB_OFFLINE=1``, or a probe found it unreachable."""
+    """Whether the hub is out of reach: ``HF_HUB_OFFLINE=1``, ``local_files_only``, or a probe found it unreachable."""
     from huggingface_hub import constants
 
-    return constants.is_offline_mode()
+    return current_access().local_files_only or constants.is_offline_mode()
 
 
 def offline_reason() -> str | None:
     """Why the hub is out of reach (for error messages), or None while it may be reached."""
     if not is_offline():
         return None
+    if current_access().local_files_only:
+        return "local_files_only=True keeps the hub out of reach"
     return _unreachable or "HF_HUB_OFFLINE=1 keeps the hub out of reach"
 
 
@@ -180,7 +214,7 @@ def download(ref: ModelRef, allow_patterns: list[str] | None = None, ignore_patt
     settle_offline_mode()
     try:
         root = Path(snapshot_download(ref.repo_id, revision=ref.revision, allow_patterns=allow_patterns,
-                                      ignore_patterns=ignore_patterns))
+                                      ignore_patterns=ignore_patterns, **current_access().kwargs()))
     except Exception as err:  # the hub client's errors, network errors: one line each
         raise hub_error(ref, err) from None
     folder = root / ref.subfolder if ref.subfolder else root
@@ -239,7 +273,7 @@ def prefetch(repo_id: str, revision: str | None = None) -> Path:
     if settle_offline_mode():  # the cached snapshot, or one line
         return download(ref)
     try:
-        files = HfApi().list_repo_files(repo_id, revision=revision)
+        files = HfApi(token=current_access().token).list_repo_files(repo_id, revision=revision)
     except Exception as err:
         raise hub_error(ref, err) from None
     # transformers loads safetensors when present: skip the same weights in other formats.
@@ -271,7 +305,7 @@ def fetch_file(repo_id: str, filename: str, revision: str | None = None, fetch: 
 
     settle_offline_mode()
     try:
-        return Path(hf_hub_download(repo_id, filename, revision=revision))
+        return Path(hf_hub_download(repo_id, filename, revision=revision, **current_access().kwargs()))
     except Exception as err:
         raise hub_error(ModelRef(repo_id=repo_id, revision=revision), err, fetch) from None
 

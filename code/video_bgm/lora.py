@@ -6,8 +6,8 @@ Two namings are read:
   {self_attn.out_proj, cross_attention.out_proj, linear1, linear2}.lora_{A,B}.weight``;
 - transformers' ``MusicgenForCausalLM`` (what we write): ``base_model.model.model.decoder.layers.{i}.
   {self_attn.out_proj, encoder_attn.out_proj, fc1, fc2}.lora_{A,B}.weight``.
-Both become transformers module names; ``apply`` injects the adapter with peft, loads its weights
-and merges them into the frozen decoder (W += scale * B @ A), so sampling costs nothing extra.
+Both become transformers module names; ``apply`` wraps the decoder with peft, loads the weights and
+merges them with peft's ``merge_and_unload`` (W += scale * B @ A), so sampling costs nothing extra.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,8 +79,7 @@ class LoraAdapter:
     def apply(self, musicgen) -> None:
         """Merge this adapter into ``musicgen``'s decoder (a ``video_bgm.musicgen.MusicGen``), in place."""
         try:
-            from peft import inject_adapter_in_model, set_peft_model_state_dict
-            from peft.tuners.lora import LoraLayer
+            from peft import get_peft_model, set_peft_model_state_dict
         except ImportError:
             raise ModelError(self.source, "a LoRA adapter needs the peft package: pip install peft") from None
 
@@ -93,19 +93,17 @@ class LoraAdapter:
             if a.shape[1] != layer.in_features or b.shape[0] != layer.out_features:
                 raise ModelError(self.source, f"the adapter's {name} is {b.shape[0]}x{a.shape[1]} but {musicgen.name}'s "
                                               f"is {layer.out_features}x{layer.in_features} (an adapter for another MusicGen size?)")
-        inject_adapter_in_model(self.peft_config(), decoder, adapter_name="default")
-        result = set_peft_model_state_dict(decoder, self.state_dict(), adapter_name="default")
+        with warnings.catch_warnings():  # peft asks the decoder about gradient checkpointing, which transformers deprecates
+            warnings.simplefilter("ignore", FutureWarning)
+            wrapped = get_peft_model(decoder, self.peft_config(), adapter_name="default")
+        state = {_PEFT_PREFIX + key: value for key, value in self.state_dict().items()}
+        result = set_peft_model_state_dict(wrapped, state, adapter_name="default")
         if result.unexpected_keys:
             raise ModelError(self.source, f"peft did not place {result.unexpected_keys[0]}")
-        # Merge and put the plain Linear back: the decoder is frozen, so the sum is all we need.
-        for name, module in list(decoder.named_modules()):
-            if isinstance(module, LoraLayer):
-                module.merge(safe_merge=True)
-                parent, _, child = name.rpartition(".")
-                setattr(decoder.get_submodule(parent), child, module.get_base_layer())
-        if hasattr(decoder, "peft_config"):
-            del decoder.peft_config
-        decoder.requires_grad_(False)
+        # peft's own merge (W += scale * B @ A) puts the plain Linear layers back: the decoder is frozen,
+        # so the merged weights are all sampling needs.
+        musicgen.model.decoder = wrapped.merge_and_unload(safe_merge=True)
+        musicgen.model.decoder.requires_grad_(False)
 
     def save(self, folder: Path, base_model: str | None = None) -> None:
         """Write a PEFT adapter folder for transformers' ``MusicgenForCausalLM``."""

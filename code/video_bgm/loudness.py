@@ -16,13 +16,11 @@ Audio is float32 ``[channels, samples]`` as everywhere in this package.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
-DEFAULT_LOUDNESS = -16.0  # LUFS: what streaming platforms and podcasts aim at
-DEFAULT_FADE = 0.5  # s
-DEFAULT_DUCK = 6.0  # dB
+from .config import DEFAULT_DUCK, DEFAULT_FADE, DEFAULT_LOUDNESS, Mix  # noqa: F401 (Mix's home is config)
+
 PEAK_CEILING = 0.99  # samples are scaled (never clipped) to stay under this
 _BLOCK, _STEP = 0.4, 0.1  # s: BS.1770 gating blocks and their hop
 _ABSOLUTE_GATE, _RELATIVE_GATE = -70.0, -10.0
@@ -152,35 +150,6 @@ def duck_gain(original: np.ndarray, sample_rate: int, depth_db: float, threshold
     return (10 ** (db / 20)).astype(np.float32)
 
 
-@dataclass(frozen=True)
-class Mix:
-    """How the music is finished and mixed.
-
-    loudness: target integrated loudness of the output in LUFS (None: leave the level as generated).
-    fade: seconds of fade-in and fade-out on the music.
-    keep_original: None replaces the video's sound with the music. A number (dB) keeps the
-        video's own soundtrack, as recorded, and sets the music's loudness to the original's
-        plus this many dB: -12 puts the music 12 LU under the original (speech stays clear),
-        +6 puts it over. The mix is then brought to ``loudness`` as a whole (balance kept).
-    duck: with keep_original, the music is lowered by this many dB more while the original is
-        loud (its momentary loudness above the original's integrated loudness - 10 LU, i.e. while
-        someone speaks), with 50 ms attack and 500 ms release. 0 turns ducking off.
-    """
-
-    loudness: float | None = DEFAULT_LOUDNESS
-    fade: float = DEFAULT_FADE
-    keep_original: float | None = None
-    duck: float = DEFAULT_DUCK
-
-    def validate(self) -> None:
-        if self.loudness is not None and not -70 < self.loudness <= 0:
-            raise ValueError(f"loudness: must be in (-70, 0] LUFS, got {self.loudness:g}")
-        if not self.fade >= 0:
-            raise ValueError(f"fade: must be >= 0 seconds, got {self.fade:g}")
-        if self.keep_original is not None and not -60 <= self.keep_original <= 60:
-            raise ValueError(f"keep_original_audio: must be in [-60, 60] dB, got {self.keep_original:g}")
-        if not 0 <= self.duck <= 60:
-            raise ValueError(f"duck: must be in [0, 60] dB, got {self.duck:g}")
 
 
 def finish(music: np.ndarray, sample_rate: int, mix: Mix, original: np.ndarray | None = None,

@@ -1,9 +1,9 @@
 """Media I/O: probe a video, sample its frames, decode audio, write WAV, put music into a video.
 
-PyAV (FFmpeg) does the probing, audio and muxing; decord reads frames where it is installed (x86_64
-Linux and Windows), PyAV elsewhere. Every problem with an input file is raised as
-:class:`~video_bgm.errors.MediaError` (``"<path>: <problem>"``), never as a raw av/decord exception. Files are always validated with PyAV before decord sees them,
-because decord can crash or hang on broken files.
+PyAV (FFmpeg) does all of it, on every platform (decord, the design card's frame reader, has no wheels
+for macOS arm64 or Linux aarch64 and was measured no faster: bench/frames.py). Every problem with an
+input file is raised as :class:`~video_bgm.errors.MediaError` (``"<path>: <problem>"``), never as a raw
+PyAV exception.
 
 Conventions: times are float seconds from the start of the video stream; frames are uint8
 RGB ``[T, H, W, 3]`` the way a player DISPLAYS them (rotation metadata applied); audio is
@@ -30,10 +30,9 @@ from .formats import OUTPUT_FORMATS, VIDEO_EXTENSIONS  # noqa: F401 (media.VIDEO
 from .outputs import atomic_outputs, check_outputs
 
 _LAYOUTS = {1: "mono", 2: "stereo"}
-# A sampling time this close before a frame's start counts as that frame: decord reports frame
-# times as float32, so k/fps and the k-th frame's start can differ by ~1e-4 s in an hour-long video.
+# A sampling time this close before a frame's start counts as that frame: k/fps and the k-th frame's
+# timestamp (a multiple of the stream's time base) can differ by a little in a long video.
 _TIME_TOLERANCE = 1e-3
-_BATCH = 32  # frames per decord.get_batch call: bounds the extra memory to one chunk
 # Sampling times may run this far past the last decodable frame's end before the file counts as
 # truncated (a file cut short can still have complete metadata and a decodable first frame).
 _TRUNCATION_SLACK = 1.0
@@ -262,10 +261,7 @@ def sample_frames(path, fps: float, info: VideoInfo | None = None, start: float 
     times = _window_times(path, info, fps, start, duration)
     if len(times) == 0:
         return torch.empty((0, info.height, info.width, 3), dtype=torch.uint8), times
-    frames = _frames_decord(path, info, times)
-    if frames is None:  # decord could not read this file correctly: decode with PyAV instead
-        frames = _frames_pyav(path, info, times)
-    return frames, times
+    return _frames_pyav(path, info, times), times
 
 
 def _window_times(path: str, info: VideoInfo, fps: float, start: float, duration: float | None) -> np.ndarray:
@@ -281,45 +277,6 @@ def frame_indices(frame_starts: np.ndarray, times: np.ndarray) -> np.ndarray:
     """For each time, the index of the last frame starting at or before it (clamped to [0, N-1])."""
     index = np.searchsorted(frame_starts, times + _TIME_TOLERANCE, side="right") - 1
     return np.clip(index, 0, len(frame_starts) - 1)
-
-
-def _frames_decord(path: str, info: VideoInfo, times: np.ndarray) -> torch.Tensor | None:
-    """Frames via decord, or None when decord fails, finds too few frames, or returns the wrong size.
-
-    Two decord 0.6 quirks shape this: it rotates MP4/MOV frames itself (its bundled FFmpeg 4.1
-    reads their display matrix) but not Matroska/WebM ones; and for a few frame widths
-    (e.g. 16, 24, 48, 72 px) it mistakes row padding for extra channels and fails.
-    """
-    try:
-        import decord  # imported here: decord loads its own FFmpeg, which only frame sampling needs
-    except ImportError:  # not installed: it has wheels for x86_64 Linux and Windows only
-        return None
-    decord.logging.set_level(decord.logging.QUIET)  # its FFmpeg logs to stderr; we raise errors instead
-    rotate = 0 if _decord_rotates(path) else info.rotation
-    out = torch.empty((len(times), info.height, info.width, 3), dtype=torch.uint8)
-    try:
-        reader = decord.VideoReader(path, ctx=decord.cpu(0))
-        # Index array, not a slice: with a slice decord would decode the whole video.
-        stamps = reader.get_frame_timestamp(np.arange(len(reader))).astype(np.float64)  # [N, (start, end)]
-        if times[-1] > stamps[-1, 1] + _TRUNCATION_SLACK:
-            return None  # frames end early: let PyAV decide whether the file is truncated
-        indices = frame_indices(stamps[:, 0], times)
-        for lo in range(0, len(indices), _BATCH):
-            batch = torch.from_numpy(reader.get_batch(indices[lo:lo + _BATCH].tolist()).asnumpy())
-            batch = _rotate(batch, rotate)
-            if batch.shape[1:] != out.shape[1:]:
-                return None
-            out[lo:lo + len(batch)] = batch
-    except (decord.DECORDError, RuntimeError, AssertionError, ValueError):
-        # decord reports everything (bad file, its own bugs) this way; PyAV then decides which it is.
-        return None
-    return out
-
-
-def _decord_rotates(path: str) -> bool:
-    """Whether decord applies the display rotation itself: only for the MP4/MOV family."""
-    with _open_media(path) as container:
-        return "mov" in container.format.name.split(",")
 
 
 def _rotate(frames: torch.Tensor, clockwise: int) -> torch.Tensor:

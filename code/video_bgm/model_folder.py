@@ -31,6 +31,7 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 ADAPTER_DIR = "musicgen_adapter"
 CARD_NAME = "README.md"
+THESIS_FILES = ("configuration.yml", "lm_final.pt")  # what makes a thesis checkpoint folder (see thesis.py)
 _INFO_KEY = "video_bgm.info"
 
 
@@ -46,6 +47,20 @@ class ModelParts:
     frame_state: dict[str, torch.Tensor] = field(default_factory=dict)
     adapter: LoraAdapter | None = None
     info: dict = field(default_factory=dict)
+
+
+def folder_kind(folder) -> str | None:
+    """``"ours"``, ``"thesis"`` or None: the one answer to "is this a model folder?" that the loader,
+    the app's model list and the tools all use. Ours: a config.json that reads as our config (a
+    MusicGen's or CLIP's config.json does not); thesis: its two files and no config.json."""
+    folder = Path(folder)
+    if (folder / CONFIG_NAME).is_file():
+        try:
+            read_config(folder)
+        except (ModelError, OSError, UnicodeDecodeError):
+            return None
+        return "ours"
+    return "thesis" if all((folder / name).is_file() for name in THESIS_FILES) else None
 
 
 def read_config(folder: Path) -> VideoModelConfig:

@@ -16,13 +16,13 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import hub, media, model_card, thesis, windows
-from .config import GenerationParams, VideoModelConfig, check_window_options
+from . import cutsync, hub, media, model_card, shots, thesis, windows
+from .config import PRECISIONS, GenerationParams, VideoModelConfig, check_window_options
 from .errors import ModelError, UserInputError
 from .frames import FrameEncoder, build_frame_encoder
 from .lora import LoraAdapter
 from .loudness import limit_peak
-from .model_folder import CONFIG_NAME, WEIGHTS_NAME, ModelParts, read_config, read_parts, read_weights, write_parts
+from .model_folder import CONFIG_NAME, WEIGHTS_NAME, ModelParts, folder_kind, read_config, read_parts, read_weights, write_parts
 from .musicgen import MusicGen
 from .refs import first_line, resolve_reference
 from .temporal import TemporalTransformer
@@ -60,6 +60,14 @@ class Generation:
     sample_rate: int
     seed: int
     duration: float
+    cuts: list[float] | None = None  # the cuts the music followed (s), where it did
+    reranks: list = None  # cutsync.Rerank per reranked window
+    nudged: "cutsync.Nudge | None" = None
+
+    def notes(self) -> list[str]:
+        """One line per thing done for the cuts (reranks, the nudge), for the command line."""
+        lines = [r.describe() for r in self.reranks or ()]
+        return lines + ([self.nudged.describe()] if self.nudged is not None else [])
 
     def save(self, path: str | os.PathLike) -> Path:
         """The music as a 16-bit WAV at ``path``; returns the path."""
@@ -95,17 +103,28 @@ class VideoBGM:
     @classmethod
     def from_pretrained(cls, ref: str | os.PathLike, device: str | torch.device = "auto",
                         musicgen: str | None = None, *, subfolder: str | None = None,
-                        revision: str | None = None, precision: str = "fp32") -> "VideoBGM":
+                        revision: str | None = None, precision: str | None = None,
+                        dtype: str | torch.dtype | None = None, token: str | bool | None = None,
+                        local_files_only: bool = False) -> "VideoBGM":
         """Load a model: a folder (ours, or a thesis folder with configuration.yml + lm_final.pt), a hub
         repo id (with ``subfolder`` and ``revision``), or a checkpoint name such as ``nature_small``.
 
         ``musicgen`` (a hub id or folder) overrides the MusicGen the model names. ``precision``:
-        "fp32" (default) or "bf16" for MusicGen's decoder (``MusicGen.from_pretrained``).
+        "fp32" (default) or "bf16" for MusicGen's decoder (``MusicGen.from_pretrained``); ``dtype``
+        says the same under Hugging Face's name (``torch.bfloat16`` or ``"bfloat16"``). ``token`` and
+        ``local_files_only`` mean what they mean to ``transformers``' ``from_pretrained``, for every
+        download this load makes (the model, its MusicGen, its CLIP).
         """
+        precision = _precision(precision, dtype)
+        with hub.access(token=token, local_files_only=local_files_only):
+            return cls._load(ref, device, musicgen, subfolder, revision, precision)
+
+    @classmethod
+    def _load(cls, ref, device, musicgen, subfolder, revision, precision: str) -> "VideoBGM":
         device = resolve_device(device) if isinstance(device, str) else device
         folder = locate_model(ref, subfolder=subfolder, revision=revision)
         override = resolve_reference(musicgen, None, "--musicgen") if musicgen else None
-        if thesis.is_thesis_folder(folder):
+        if folder_kind(folder) == "thesis":
             parts = thesis.read_checkpoint(folder, musicgen=override)
             files = (thesis.WEIGHTS_FILE, thesis.CONFIG_FILE)
         else:
@@ -213,19 +232,31 @@ class VideoBGM:
         seed = params.seed if params.seed is not None else secrets.randbelow(2**31)
         try:
             check_window_options(params.window, params.overlap, self.musicgen.max_frames / self.musicgen.frame_rate)
+            if params.follow_cuts:
+                windows.check_min_scene(params.cut_min_seconds)
         except ValueError as err:
             raise UserInputError(f"--{err}") from None
 
+        cuts = None
+        if params.needs_cuts:
+            found = params.cuts if params.cuts is not None else shots.detect_cuts(video)
+            cuts = sorted(c for c in found if 0 < c < duration)
         condition_for = windows.video_condition(self, video, info, params.prompt, progress=report)
         samples = round(duration * self.sample_rate)
         generator = torch.Generator(self.device).manual_seed(seed)
+        reranks = []
         chunks = windows.generate(
             self.musicgen, condition_for, windows.frames_for(duration, self.musicgen.frame_rate),
             window=params.window, overlap=params.overlap, generator=generator, progress=report,
+            cuts=cuts if params.follow_cuts else None, min_scene=params.cut_min_seconds,
+            rerank_cuts=cuts, candidates=params.candidates, on_rerank=reranks.append,
             guidance_scale=params.guidance_scale, temperature=params.temperature, top_k=params.top_k,
             top_p=params.top_p)
         audio = windows.render(chunks, self.audio_channels, samples)  # (C, S)
-        return Generation(limit_peak(audio), self.sample_rate, seed, duration)
+        nudged = None
+        if params.nudge > 0 and cuts:
+            audio, nudged = cutsync.nudge(audio, self.sample_rate, cuts, params.nudge / 100)
+        return Generation(limit_peak(audio), self.sample_rate, seed, duration, cuts, reranks, nudged)
 
 
 def check_dimensions(config: VideoModelConfig, frame_encoder: FrameEncoder, musicgen: MusicGen,
@@ -242,11 +273,28 @@ def check_dimensions(config: VideoModelConfig, frame_encoder: FrameEncoder, musi
                                 f"but {musicgen.name}'s {what} is {expected}")
 
 
+def _precision(precision: str | None, dtype) -> str:
+    """``precision`` ("fp32"/"bf16"), or the one ``dtype`` (a torch dtype or its name) stands for."""
+    if dtype is None:
+        return precision or "fp32"
+    name = str(dtype).removeprefix("torch.")
+    by_dtype = {torch_name: ours for ours, torch_name in PRECISIONS.items()}
+    if name not in by_dtype:
+        raise ValueError(f"dtype must be one of {', '.join(PRECISIONS.values())}, got {dtype!r}")
+    if precision is not None and precision != by_dtype[name]:
+        raise ValueError(f"precision={precision!r} and dtype={dtype!r} disagree; pass one of them")
+    return by_dtype[name]
+
+
 def locate_model(ref: str | os.PathLike, subfolder: str | None = None, revision: str | None = None) -> Path:
     """A model folder on disk, or a hub model (repo id, subfolder, revision) in the Hugging Face cache."""
     folder = hub.locate(ref, subfolder=subfolder, revision=revision)
-    if not (folder / CONFIG_NAME).is_file() and not thesis.is_thesis_folder(folder):
-        raise ModelError(folder, f"not a model folder (no {CONFIG_NAME}), nor a thesis checkpoint (no {thesis.CONFIG_FILE})")
+    if folder_kind(folder) is None:
+        if (folder / CONFIG_NAME).is_file():
+            read_config(folder)  # says what is wrong with it
+            raise ModelError(folder, f"{CONFIG_NAME} is not a video-to-music model's config")
+        raise ModelError(folder, f"not a model folder (no {CONFIG_NAME}), nor a thesis checkpoint "
+                                 f"({thesis.CONFIG_FILE} and {thesis.WEIGHTS_FILE})")
     return folder
 
 

@@ -36,6 +36,7 @@ def load_pretrained(model_class, ref: str, what: str, revision: str | None = Non
         from . import hub
 
         hub.settle_offline_mode()  # a hub id: no retries with back-off when there is no network
+        kwargs = {**hub.current_access().kwargs(), **kwargs}
     try:
         model, info = model_class.from_pretrained(ref, revision=revision, output_loading_info=True, **kwargs)
     except (OSError, ValueError, RuntimeError) as err:

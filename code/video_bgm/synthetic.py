@@ -215,6 +215,56 @@ def write_text_file(path, text: str = "this is not a video\n") -> str:
     return os.fspath(path)
 
 
+# --- music with known beats (for the beat tracker and the beat-on-cut levers) -----------------
+# Debian's fluid-soundfont-gm; fluidsynth renders a General MIDI file with it, offline.
+SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
+# Corpus scores (bundled with music21) whose beats fall on whole quarter notes from the MIDI file's
+# start (their pickups last whole quarters), so at ``bpm`` the beats are at k * 60 / bpm s.
+ON_BEAT_SCORES = ("bach/bwv66.6", "ryansMammoth/BanjoReel")
+
+
+def click_track(times, duration: float, sample_rate: int, channels: int = 1) -> np.ndarray:
+    """float32 [channels, duration * rate]: a 20 ms decaying 1 kHz click starting at each of ``times``."""
+    n = round(duration * sample_rate)
+    out = np.zeros(n, dtype=np.float32)
+    length = round(0.02 * sample_rate)
+    t = np.arange(length) / sample_rate
+    click = (0.8 * np.sin(2 * np.pi * 1000 * t) * np.exp(-t / 0.004)).astype(np.float32)
+    for time in times:
+        at = round(time * sample_rate)
+        if 0 <= at < n:
+            out[at : at + length] += click[: n - at]
+    return np.repeat(out[None], channels, axis=0)
+
+
+def render_score(name: str, bpm: float, sample_rate: int, folder, seconds: float | None = None) -> np.ndarray:
+    """float32 [S]: music21's corpus score ``name`` played at ``bpm`` quarter notes per minute,
+    written to MIDI and rendered by fluidsynth with the General MIDI soundfont (``SOUNDFONT``), cut to
+    ``seconds``. Needs the ``music21`` package and Debian's ``fluidsynth`` and ``fluid-soundfont-gm``."""
+    import shutil
+    import subprocess
+
+    import soundfile
+    from music21 import corpus, tempo
+
+    if shutil.which("fluidsynth") is None or not SOUNDFONT.is_file():
+        raise RuntimeError(f"rendering music needs fluidsynth and {SOUNDFONT} (apt-get install fluidsynth fluid-soundfont-gm)")
+    score = corpus.parse(name)
+    for mark in list(score.recurse().getElementsByClass(tempo.MetronomeMark)):
+        mark.activeSite.remove(mark)
+    (score.parts[0] if score.parts else score).insert(0, tempo.MetronomeMark(number=bpm, referent=1.0))
+    folder = Path(folder)
+    stem = name.replace("/", "_").replace(".", "_") + f"_{bpm:g}"
+    midi, wav = folder / f"{stem}.mid", folder / f"{stem}.wav"
+    score.write("midi", fp=str(midi))
+    subprocess.run(["fluidsynth", "-ni", "-q", "-g", "0.6", "-r", str(sample_rate), "-F", str(wav),
+                    str(SOUNDFONT), str(midi)], check=True, capture_output=True)
+    audio, rate = soundfile.read(str(wav), dtype="float32", always_2d=True)
+    assert rate == sample_rate, (rate, sample_rate)
+    audio = audio.mean(axis=1)
+    return audio[: round(seconds * sample_rate)] if seconds else audio
+
+
 # --- raw footage for dataset preparation: shots with known cuts, pictures and sounds ---------------
 @dataclass(frozen=True)
 class Shot:

@@ -32,12 +32,11 @@ import yaml
 from .config import FrameEncoderConfig, TemporalConfig, VideoModelConfig
 from .errors import ModelError
 from .lora import LoraAdapter, read_adapter
-from .model_folder import ModelParts
+from .model_folder import THESIS_FILES, ModelParts
 from .refs import first_line
 from .temporal import sinusoidal_positions
 
-CONFIG_FILE = "configuration.yml"
-WEIGHTS_FILE = "lm_final.pt"
+CONFIG_FILE, WEIGHTS_FILE = THESIS_FILES
 ADAPTER_DIR = "musicgen_peft_final"
 
 log = logging.getLogger(__name__)
@@ -55,10 +54,6 @@ _INT_KEYS = ("video_extraction_framerate", "encoder_input_dimension", "encoder_d
 MUSICGEN_WIDTHS = {f"facebook/musicgen-{stereo}{size}": width
                    for size, width in (("small", 1024), ("medium", 1536), ("large", 2048))
                    for stereo in ("", "stereo-")}
-
-
-def is_thesis_folder(folder: Path) -> bool:
-    return (folder / CONFIG_FILE).is_file() and not (folder / "config.json").is_file()
 
 
 def read_training_config(folder: Path) -> dict:

@@ -26,6 +26,17 @@ window's last ``margin`` and the new window's first ``warm-up`` are discarded)::
     this decode                 |--warm-up--/////xxxxxxxxxxxxxxxxxx....
                                             fade
 
+Scene-aware windows (``cuts``, ``--follow-cuts``): the new part of each window is chosen from the
+video's cuts instead: a window ends at the first cut at least ``min_scene`` seconds after it began,
+a scene longer than ``window - overlap`` is split into equal windows no longer than that, and each
+window is conditioned on the frames of its own new part (its scene or scenes), not of its prompt,
+which belongs to the scene before. The prompt is still the last ``overlap`` seconds already made, so
+the music carries across the cut while what conditions it changes there::
+
+    cuts          |           |       |                    |
+    windows   [ 1 scene 1  )[ 2      )[ 3 scene 3 ...    )[ 4 ...
+    prompt of 3          <-- overlap --|
+
 Memory: only the output chunks (yielded as soon as they are final), the last window's codes (the
 next prompt) and one held-back fade region are kept between windows; frames are sampled per window.
 """
@@ -40,7 +51,7 @@ import numpy as np
 import torch
 
 from . import frame_window, mapped_pages, media
-from .config import DEFAULT_OVERLAP, DEFAULT_WINDOW, check_window_options
+from .config import DEFAULT_MIN_SCENE, DEFAULT_OVERLAP, DEFAULT_WINDOW, check_window_options
 from .loudness import raised_cosine
 from .musicgen import DECODE_CONTEXT
 
@@ -54,12 +65,21 @@ ConditionFn = Callable[[float, float], tuple[torch.Tensor, torch.Tensor]]
 
 @dataclass(frozen=True)
 class Window:
-    """One window, in code frames: its prompt is [start, new), it samples [new, end)."""
+    """One window, in code frames: its prompt is [start, new), it samples [new, end), and it is
+    conditioned on the video's [condition_start, condition_end) (default: [start, end))."""
 
     index: int
     start: int
     new: int
     end: int
+    condition_start: int | None = None
+    condition_end: int | None = None
+
+    @property
+    def condition_span(self) -> tuple[int, int]:
+        """The frames of the video this window's conditioning covers."""
+        return (self.start if self.condition_start is None else self.condition_start,
+                self.end if self.condition_end is None else self.condition_end)
 
     @property
     def prompt_frames(self) -> int:
@@ -84,19 +104,61 @@ def plan(total_frames: int, window_frames: int, overlap_frames: int) -> list[Win
     return windows
 
 
+def plan_scenes(total_frames: int, window_frames: int, overlap_frames: int, cut_frames,
+                min_frames: int) -> list[Window]:
+    """Windows whose new parts start at the cuts (see the module docstring); each is conditioned on
+    its new part. ``cut_frames``: the cuts in code frames; ``min_frames``: the shortest window a cut
+    may end."""
+    if total_frames <= 0:
+        raise ValueError(f"nothing to generate ({total_frames} frames)")
+    if not 0 < overlap_frames < window_frames:
+        raise ValueError(f"need 0 < overlap < window, got {overlap_frames} and {window_frames} frames")
+    bounds = [0]
+    for cut in sorted(set(cut_frames)):
+        if bounds[-1] + min_frames <= cut < total_frames:
+            bounds.append(cut)
+    bounds.append(total_frames)
+    # Every window after the first gets a prompt of min(overlap, its start) >= the decode context the
+    # seams need: a cut ends a window only min_frames (>= DECODE_CONTEXT) in, and a split first scene
+    # keeps at least the overlap for its first window.
+    limit = window_frames - overlap_frames  # the most a window with a prompt can sample
+    news = []
+    for a, b in zip(bounds, bounds[1:]):
+        if a == 0 and b > window_frames:
+            # The first window has no prompt: it samples a whole window (less if that would leave the
+            # windows after it in this scene shorter than min_frames), the rest of the scene splits evenly.
+            parts = math.ceil((b - window_frames) / limit)
+            news.append(0)
+            a = min(window_frames, b - parts * min(min_frames, limit))
+        else:
+            parts = 1 if a == 0 else math.ceil((b - a) / limit)
+        news.extend(a + round(j * (b - a) / parts) for j in range(parts))
+    news.append(total_frames)
+    return [Window(k, max(0, a - overlap_frames), a, b, a, b) for k, (a, b) in enumerate(zip(news, news[1:]))]
+
+
 def generate(musicgen, condition_for: ConditionFn, num_frames: int, window: float = DEFAULT_WINDOW,
              overlap: float = DEFAULT_OVERLAP, generator: torch.Generator | None = None,
-             progress: Progress | None = None, **sampling) -> Iterator[np.ndarray]:
+             progress: Progress | None = None, cuts=None, min_scene: float = DEFAULT_MIN_SCENE,
+             rerank_cuts=None, candidates: int = 1, on_rerank=None, **sampling) -> Iterator[np.ndarray]:
     """Music of ``num_frames`` code frames, as float32 chunks [C, n] in order, each final when yielded.
 
     ``condition_for(start, seconds)`` gives each window's conditioning; ``sampling`` goes to
     ``MusicGen.generate_codes`` (guidance_scale, temperature, top_k, top_p). The chunks add up to
-    ``num_frames * sample_rate / frame_rate`` samples.
+    ``num_frames * sample_rate / frame_rate`` samples. ``cuts`` (s): scene-aware windows
+    (``plan_scenes``, windows at least ``min_scene`` s). ``candidates`` > 1: a window whose new music
+    holds one of ``rerank_cuts`` (s) is sampled that many times as rows of one batch and the one whose
+    beats best hit those cuts is kept (``cutsync``); ``on_rerank(cutsync.Rerank)`` hears of each.
     """
     rate = musicgen.frame_rate
     check_window_options(window, overlap, musicgen.max_frames / rate)
     window_f, overlap_f = round(window * rate), max(1, round(overlap * rate))
-    windows = plan(num_frames, window_f, overlap_f)
+    if cuts is not None:
+        check_min_scene(min_scene)
+        windows = plan_scenes(num_frames, window_f, overlap_f, [round(c * rate) for c in cuts],
+                              round(min_scene * rate))
+    else:
+        windows = plan(num_frames, window_f, overlap_f)
     report = progress or (lambda stage, done, total: None)
     step_counts = [w.new_frames + musicgen._delays - 1 for w in windows]
     total_steps, steps_before = sum(step_counts), 0
@@ -112,12 +174,18 @@ def generate(musicgen, condition_for: ConditionFn, num_frames: int, window: floa
     held = None  # the previous decode's fade region: [C, fade * per_frame]
     for w, steps in zip(windows, step_counts):
         report("window", w.index + 1, len(windows))
-        condition, mask = condition_for(w.start / rate, (w.end - w.start) / rate)
+        lo, hi = w.condition_span
+        condition, mask = condition_for(lo / rate, (hi - lo) / rate)
         prompt = None if w.prompt_frames == 0 else recent[..., w.start - recent_start : w.new - recent_start]
+        here = [c for c in (rerank_cuts or ()) if w.new <= c * rate < w.end] if candidates > 1 else []
+        rows = candidates if here else 1
         new = musicgen.generate_codes(
-            condition, mask, w.new_frames, generator=generator, prompt=prompt,
+            condition.expand(rows, *condition.shape[1:]), mask.expand(rows, *mask.shape[1:]), w.new_frames,
+            generator=generator, prompt=None if prompt is None else prompt.expand(rows, *prompt.shape[1:]),
             progress=lambda done, _total, before=steps_before: report("generating", before + done, total_steps),
-            **sampling)  # (1, K, new_frames)
+            **sampling)  # (rows, K, new_frames)
+        if rows > 1:
+            new = _rerank(musicgen, w, prompt, new, here, on_rerank)
         steps_before += steps
         # The decoder samples once per window: its weights' pages need not stay resident while
         # EnCodec decodes, when memory peaks (the next window reads them back from the page cache).
@@ -146,6 +214,29 @@ def generate(musicgen, condition_for: ConditionFn, num_frames: int, window: floa
             held = audio[:, keep : keep + fade * per_frame].copy()
         recent, recent_start = codes, w.start
         del audio, codes, new, condition, mask  # nothing of this window outlives it but `recent` and `held`
+
+
+def _rerank(musicgen, w: Window, prompt, new: torch.Tensor, cuts, on_rerank) -> torch.Tensor:
+    """The candidate row of ``new`` [R, K, F] whose beats best hit ``cuts`` (s), as [1, K, F]."""
+    from . import cutsync
+
+    rate = musicgen.frame_rate
+    codes = new if prompt is None else torch.cat([prompt.expand(new.shape[0], *prompt.shape[1:]), new], dim=2)
+    context = round(cutsync.SCORE_CONTEXT * rate)  # score on the music around the cuts only
+    a = max(w.start, round(min(cuts) * rate) - context)
+    b = min(w.end, round(max(cuts) * rate) + context)
+    audio = musicgen.decode(codes[..., a - w.start : b - w.start]).float().cpu().numpy()  # (R, C, S)
+    kept, scores = cutsync.choose(audio, musicgen.sample_rate, a / rate, cuts)
+    if on_rerank is not None:
+        on_rerank(cutsync.Rerank(w.index, tuple(cuts), tuple(scores), kept))
+    return new[kept : kept + 1]
+
+
+def check_min_scene(min_scene: float) -> None:
+    """ValueError naming the option: a window ended by a cut must hold EnCodec's decode context."""
+    if not min_scene >= DECODE_CONTEXT:
+        raise ValueError(f"cut-min-seconds: must be at least {DECODE_CONTEXT:g} s (the decode context a window "
+                         f"hands to the next), got {min_scene:g}")
 
 
 def render(chunks: Iterator[np.ndarray], channels: int, samples: int) -> np.ndarray:

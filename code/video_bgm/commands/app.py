@@ -22,9 +22,8 @@ from typing import TYPE_CHECKING
 
 from . import project_root
 from ..cli import ArgumentParser, add_precision_argument, quiet_libraries
-from ..config import GenerationParams
+from ..config import DEFAULT_LOUDNESS, GenerationParams, Mix
 from ..errors import UserInputError
-from ..loudness import DEFAULT_LOUDNESS, Mix
 from ..refs import first_line
 
 if TYPE_CHECKING:

@@ -27,10 +27,11 @@ def main(argv=None, prog: str = PROG) -> int:
     args = p.parse_args(argv)
     quiet_libraries()
     from .. import thesis  # torch: after the arguments
+    from ..model_folder import folder_kind
 
     folder = Path(args.folder)
-    if not thesis.is_thesis_folder(folder):
-        raise UserInputError(f"{folder}: not a thesis checkpoint folder (no {thesis.CONFIG_FILE})")
+    if folder_kind(folder) != "thesis":
+        raise UserInputError(f"{folder}: not a thesis checkpoint folder ({thesis.CONFIG_FILE} and {thesis.WEIGHTS_FILE})")
     musicgen = resolve_reference(args.musicgen, None, "--musicgen") if args.musicgen else None
     out = thesis.convert(folder, Path(args.out), musicgen=musicgen)
     print(out)

@@ -99,9 +99,9 @@ def fetch_model(name: str, args) -> None:
 def _frozen_models(folder: Path) -> list[str]:
     """Hub ids of the frozen models a model folder names (MusicGen, and CLIP for our own models)."""
     from .. import thesis
-    from ..model_folder import read_config
+    from ..model_folder import folder_kind, read_config
 
-    if thesis.is_thesis_folder(folder):
+    if folder_kind(folder) == "thesis":
         refs = [thesis.read_training_config(folder)["musicgen_model_id"]]
     else:
         config = read_config(folder)

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import hub, loudness
+from .. import hub
 from ..cli import (ArgumentParser, StageProgress, add_generation_arguments, add_precision_argument,
                    generation_params, quiet_libraries)
-from ..config import SAMPLING_OPTIONS
+from ..config import DEFAULT_DUCK, DEFAULT_FADE, DEFAULT_LOUDNESS, SAMPLING_OPTIONS, Mix
 from ..errors import UserInputError
 from ..formats import OUTPUT_FORMATS
 
@@ -44,20 +44,25 @@ def parse_args(argv=None, prog: str = PROG):
     p.add_argument("--out", required=True, help=f"output video ({', '.join(OUTPUT_SUFFIXES)}); the WAV goes beside it. "
                                               "With a folder of videos: the output folder")
     add_generation_arguments(p, ["seed", *SAMPLING_OPTIONS, "duration", "prompt", "window", "overlap"])
+    p.add_argument("--follow-cuts", action="store_true",
+                   help="scene-aware windows: the music's windows (and what conditions them) start at the shot cuts")
+    p.add_argument("--cuts", dest="cuts_file", default=None, metavar="FILE",
+                   help="the cuts by hand: one time in seconds per line (default: detected with PySceneDetect)")
+    add_generation_arguments(p, ["cut_min_seconds", "candidates", "nudge"])
     p.add_argument("--variations", type=int, default=1,
                    help="takes per video, written as NAME_1, NAME_2, ... (seeds SEED, SEED+1, ...; default 1)")
     p.add_argument("--recursive", action="store_true", help="with a folder: its subfolders' videos too")
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing files the command was not told to write (the WAV beside --out, "
                         "the takes NAME_1, ...); the input is never replaced")
-    p.add_argument("--loudness", type=float, default=loudness.DEFAULT_LOUDNESS,
+    p.add_argument("--loudness", type=float, default=DEFAULT_LOUDNESS,
                    help="output loudness in LUFS (ITU-R BS.1770; default -16)")
-    p.add_argument("--fade", type=float, default=loudness.DEFAULT_FADE,
+    p.add_argument("--fade", type=float, default=DEFAULT_FADE,
                    help="seconds of fade-in and fade-out on the music (default 0.5; 0: none)")
     p.add_argument("--keep-original-audio", type=float, default=None, metavar="DB",
                    help="keep the video's own sound and mix the music DB dB relative to it "
                         "(-12: music 12 dB under the original; default: replace the sound with the music)")
-    p.add_argument("--duck", type=float, default=loudness.DEFAULT_DUCK, metavar="DB",
+    p.add_argument("--duck", type=float, default=DEFAULT_DUCK, metavar="DB",
                    help="with --keep-original-audio: lower the music by DB dB more while the original is loud "
                         "(default 6; 0: off)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if present")
@@ -66,13 +71,17 @@ def parse_args(argv=None, prog: str = PROG):
     return p.parse_args(argv)
 
 
+def folder_mode_cuts(args) -> bool:
+    return args.cuts_file is not None and Path(args.video).is_dir()
+
+
 def main(argv=None, prog: str = PROG) -> int:
     args = parse_args(argv, prog)
     quiet_libraries()
     from .. import batch, media, outputs  # torch, PyAV: after the arguments
     from ..pipeline import VideoBGM
     params = generation_params(args)
-    mix = loudness.Mix(loudness=args.loudness, fade=args.fade, keep_original=args.keep_original_audio,
+    mix = Mix(loudness=args.loudness, fade=args.fade, keep_original=args.keep_original_audio,
                        duck=args.duck)
     try:
         params.validate()
@@ -81,6 +90,8 @@ def main(argv=None, prog: str = PROG) -> int:
         raise UserInputError(f"--{str(err).replace('_', '-')}") from None
     if args.variations < 1:
         raise UserInputError(f"--variations: must be at least 1, got {args.variations}")
+    if folder_mode_cuts(args):
+        raise UserInputError("--cuts: give a cuts file for one video, not a folder (cuts are detected per video)")
     if args.model is None and (args.subfolder or args.revision):
         raise UserInputError("--subfolder and --revision need --model (a hub repo id)")
     folder_mode = Path(args.video).is_dir()
@@ -102,6 +113,10 @@ def main(argv=None, prog: str = PROG) -> int:
         if not out.parent.is_dir():
             raise UserInputError(f"--out {out}: folder {out.parent} does not exist")
         info = media.probe_video(args.video)  # bad input fails here, before any model loads
+        if args.cuts_file is not None:
+            from ..shots import read_cuts_file
+
+            params.cuts = read_cuts_file(args.cuts_file, duration=info.duration)
         outs = batch.variation_paths(out, args.variations)
         batch.check_takes(args.video, outs, overwrite=args.overwrite, named=len(outs) == 1)
     model = VideoBGM.from_pretrained(args.model or hub.DEFAULT_MODEL, device=args.device, musicgen=args.musicgen,

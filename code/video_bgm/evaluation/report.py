@@ -18,6 +18,8 @@ import numpy as np
 
 from .. import media
 from ..outputs import write_atomic
+from ..spectrum import frame_centres, power_db
+from . import rhythm
 
 METRICS_NAME = "metrics.json"
 
@@ -89,6 +91,7 @@ def build_tables(metrics: dict) -> list[tuple[str, list[str], list[list[str]], s
         tables.append(("Video retrieval by conditioning likelihood", retrieval_headers, retrieval,
                        "For each piece, the rank of its own video among all videos by the judge's decoder "
                        "cross-entropy (nats) of the piece under each video's conditioning."))
+    tables += rhythm.table(metrics, _fmt)
     conditioning = [[slug, _fmt(v.get("clips")), _fmt(v.get("segment_seconds"), 1), _fmt(v.get("loss")),
                      _fmt(v.get("shuffled_loss")), _fmt(v.get("null_loss")), _fmt(v.get("conditioning_gain"))]
                     for slug, v in metrics["conditioning"].items() if v]
@@ -220,14 +223,6 @@ def metric_bars(metrics: dict, folder: Path) -> list[Path]:
     return written
 
 
-def log_spectrogram(audio: np.ndarray, sample_rate: int, n_fft: int = 1024, hop: int = 256) -> np.ndarray:
-    """dB magnitude spectrogram [freq, time] of mono audio [S]."""
-    from scipy.signal import stft
-
-    _, _, z = stft(audio, fs=sample_rate, nperseg=n_fft, noverlap=n_fft - hop, boundary=None)
-    return 20 * np.log10(np.abs(z) + 1e-6)
-
-
 def case_study(systems, clips, target: Path, seconds: float, count: int = 3, frames_per_clip: int = 4) -> list[Path]:
     """Rows of ``count`` clips: video frames, then spectrograms of the reference and each system's first take."""
     from .data import has_video
@@ -259,7 +254,7 @@ def case_study(systems, clips, target: Path, seconds: float, count: int = 3, fra
             if len(audio) < 1024:
                 ax.axis("off")
                 continue
-            spec = log_spectrogram(audio, rate)
+            spec = power_db(audio, frame_centres(len(audio), 256))
             ax.imshow(spec, origin="lower", aspect="auto", cmap="magma", vmin=spec.max() - 80,
                       extent=(0, len(audio) / rate, 0, rate / 2000))
             ax.set_xlabel("s", fontsize=7)

@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from .. import media
-from ..config import GenerationParams
+from ..config import DEFAULT_WINDOW, GenerationParams
 from ..data.cache import FeatureCache, prepare_features
 from ..data.clips import Clip, Skipped
 from ..data.segments import SegmentDataset
@@ -34,7 +34,7 @@ from ..errors import MediaError, ModelError, UserInputError
 from ..loudness import limit_peak
 from ..objective import conditioning_losses
 from ..pipeline import VideoBGM, resolve_device
-from . import correspondence, diversity
+from . import correspondence, diversity, rhythm
 from .data import ReferenceSet, has_video, load_reference, read_generated
 from . import DEFAULT_CLAP
 from .embeddings import ClapEmbedder, EmbeddingCache, EncodecEmbedder
@@ -81,8 +81,8 @@ class EvalOptions:
             raise UserInputError("give --data or --reference, not both")
         if self.takes < 1:
             raise UserInputError(f"--takes: must be >= 1, got {self.takes}")
-        if not 0 < self.seconds <= 30:
-            raise UserInputError(f"--seconds: must be in (0, 30], got {self.seconds}")
+        if not 0 < self.seconds <= DEFAULT_WINDOW:  # one window: evaluation batches clips in one pass
+            raise UserInputError(f"--seconds: must be in (0, {DEFAULT_WINDOW:g}], got {self.seconds}")
         if self.batch_size < 1:
             raise UserInputError(f"--batch-size: must be >= 1, got {self.batch_size}")
         try:
@@ -155,10 +155,17 @@ def evaluate(options: EvalOptions) -> dict:
         results[system.slug] = _score_system(system, ref_embeddings, embedders, store, options, reference)
     results["reference"] = _score_reference(ref_clips, ref_embeddings, embedders, store, options, reference)
 
+    # Rhythm: every system's beats against the reference music's and the video's own cuts.
+    video_clips = [c for c in ref_clips if has_video(c)]
+    cuts = rhythm.video_cuts(video_clips, options.seconds, log=log)
+    ref_beats = rhythm.reference_beats(ref_clips, options.seconds)
+    for system in systems:
+        results[system.slug]["rhythm"] = rhythm.score(system.pieces, cuts, ref_beats, options.seconds)
+    results["reference"]["rhythm"] = rhythm.score({c.id: [c.audio] for c in ref_clips}, cuts, None, options.seconds)
+
     # Correspondence: the video models judge the music by their conditioning likelihood.
     judges = ([("model", model)] if model else []) + [(f"baseline-{_slug(Path(r).name or r)}", m) for r, m in baselines]
     conditioning = {}
-    video_clips = [c for c in ref_clips if has_video(c)]
     segment = options.segment_seconds or reference.segment_seconds or options.seconds
     for slug, judge in judges:
         conditioning[slug] = _reference_gain(judge, video_clips, cache, segment, options, skipped)
