@@ -56,7 +56,7 @@ def main(argv=None) -> None:
     from video_bgm.random_models import musicgen_config, random_musicgen, save_clip
     from video_bgm.synthetic import write_test_video
     from video_bgm.temporal import TemporalTransformer
-    from video_bgm.train.cache import encode_music
+    from video_bgm.data.cache import encode_music
 
     device = torch.device(args.device)
     work = Path(tempfile.mkdtemp(prefix="bench-training-"))

@@ -146,3 +146,11 @@ def rendered_music(tmp_path_factory):
         return cache[name, bpm]
 
     return render
+
+
+@pytest.fixture(scope="module")
+def clips12(tmp_path_factory) -> Path:
+    """12 paired clips whose colour picks the pitch of their tone (the training tests' data set)."""
+    from video_bgm.synthetic import write_paired_clips
+
+    return write_paired_clips(tmp_path_factory.mktemp("paired") / "videos", 12)

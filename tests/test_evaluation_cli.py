@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import load_script, run_script
-from test_training import paired_clips
+from training_helpers import paired_clips
 
 
 def evaluate_main(*argv) -> int:

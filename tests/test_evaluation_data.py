@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from test_evaluation_cli import evaluate_main
-from test_training import metrics as training_metrics
-from test_training import paired_clips, tiny_config, training_main
+from training_helpers import metrics as training_metrics
+from training_helpers import paired_clips, tiny_config, training_main
 from video_bgm.synthetic import write_test_audio
 
 

@@ -420,7 +420,7 @@ def test_convert_sweep(tmp_path, kind):
 def test_training_sweep(tmp_path, tiny_bundle, clip_3s):
     """Hostile files among good clips: each is reported once and skipped, the run trains on the rest and
     leaves every input as it was; with only hostile files, one line; a config that is not YAML, one line."""
-    from test_training import paired_clips, tiny_config
+    from training_helpers import paired_clips, tiny_config
 
     training_cli = load_script("code/training/training.py")
     videos = paired_clips(tmp_path / "videos", 4, duration=1.5)

@@ -22,7 +22,7 @@ def test_the_top_level_names_and_a_light_import():
 # Each command parses its arguments before it imports torch, transformers or PyAV.
 COMMANDS = ["code/inference/generate.py", "code/inference/gradio_app/app.py", "code/training/training.py",
             "code/evaluation/evaluate.py", "code/tools/download_models.py",
-            "code/tools/convert_thesis_checkpoint.py", "code/tools/make_tiny_models.py",
+            "code/tools/convert_thesis_checkpoint.py", "code/tools/prepare_dataset.py", "code/tools/make_tiny_models.py",
             "code/tools/make_example_clip.py", "code/tools/make_synthetic_dataset.py"]
 HELP_CHECK = """
 import runpy, sys, time
@@ -61,7 +61,7 @@ def test_the_console_script_runs_each_tool_under_its_own_name():
     version = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=60)
     assert version.returncode == 0 and version.stdout.strip() == "video-bgm 0.1.0"
     listing = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=60)
-    for command in ("generate", "app", "train", "evaluate", "download", "convert"):
+    for command in ("generate", "app", "train", "evaluate", "download", "convert", "prepare"):
         assert f"    {command}" in listing.stdout
     tool = subprocess.run([script, "generate", "--help"], capture_output=True, text=True, timeout=60)
     assert tool.returncode == 0 and tool.stdout.startswith("usage: video-bgm generate [-h] [--version]")

@@ -6,7 +6,7 @@ import pytest
 from video_bgm import media
 from video_bgm.evaluation import rhythm
 from video_bgm.synthetic import click_track, write_test_video
-from video_bgm.train.data import Clip
+from video_bgm.data.clips import Clip
 
 CUTS = [1.0, 3.0]  # on frames at 25 fps
 COLOURS = [(200, 30, 30), (20, 20, 90), (60, 230, 60)]

@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 
 from .errors import MediaError
-from .media import probe_video
 
 DETECTORS = ("content", "adaptive")
 DEFAULT_DETECTOR = "content"
@@ -30,6 +29,8 @@ def detect_cuts(path, detector: str = DEFAULT_DETECTOR, threshold: float | None 
     """
     if detector not in DETECTORS:
         raise ValueError(f"unknown shot detector {detector!r}: choose one of {', '.join(DETECTORS)}")
+    from .media import probe_video  # PyAV: here, so that importing the detectors' names stays light
+
     info = probe_video(path)  # a broken or missing file is a MediaError before PySceneDetect sees it
     from scenedetect import AdaptiveDetector, ContentDetector, SceneManager, open_video
 

@@ -9,6 +9,7 @@ test can tell how a frame was rotated. The audio is a sine tone.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable
@@ -262,3 +263,106 @@ def render_score(name: str, bpm: float, sample_rate: int, folder, seconds: float
     assert rate == sample_rate, (rate, sample_rate)
     audio = audio.mean(axis=1)
     return audio[: round(seconds * sample_rate)] if seconds else audio
+
+
+# --- raw footage for dataset preparation: shots with known cuts, pictures and sounds ---------------
+@dataclass(frozen=True)
+class Shot:
+    """One shot of synthetic footage.
+
+    picture: "moving" (a textured background, its own per ``seed``, with a bar sweeping across it),
+    "static" (the same, still), "black". sound: "music" (a chord below 300 Hz), "speech" (noise bursts
+    at syllable rate in 500-3000 Hz over a quiet chord), "silence". Two shots with the same seed and
+    picture show the same frames at the same times from their starts (a duplicated segment).
+    """
+
+    seconds: float
+    picture: str = "moving"
+    sound: str = "music"
+    seed: int = 0
+
+
+MUSIC_BAND = (0.0, 300.0)     # Hz: where the synthetic music lives
+SPEECH_BAND = (500.0, 3000.0)  # Hz: where the synthetic speech lives
+
+
+def write_footage(path, shots: list[Shot], fps: float = 10, size: tuple[int, int] = (64, 48),
+                  sample_rate: int = 44100, grain: int = 0) -> tuple[str, list[float]]:
+    """Write ``shots`` one after another (H.264 + stereo AAC); returns the path and the cut times (s).
+
+    grain: the amplitude of random per-frame noise (0-255 scale), the detail real footage has and
+    that makes it as costly to decode and encode (benchmarks); 0 for tests.
+    """
+    noise = np.random.default_rng(0)
+    width, height = size
+    cuts, t0 = [], 0.0
+    frames_per_shot = [round(s.seconds * fps) for s in shots]
+    with av.open(str(path), "w", format="mp4") as out:
+        video = _add_video_stream(out, "libx264", width, height, fps, 1 / (2 * Fraction(fps).limit_denominator(1001)), 0)
+        sound = out.add_stream("aac", rate=sample_rate, layout="stereo")
+        tick, written = 0, 0
+        for index, (shot, count) in enumerate(zip(shots, frames_per_shot)):
+            if index:
+                cuts.append(round(t0, 6))
+            texture = _texture(shot.seed, width, height)
+            audio = _shot_sound(shot, round((t0 + count / fps) * sample_rate) - written, sample_rate, written)
+            for k in range(count):
+                picture = _footage_frame(shot, texture, k / fps, width, height)
+                if grain:
+                    picture = (picture.astype(np.int16) + noise.integers(-grain, grain + 1, picture.shape, dtype=np.int16)
+                               ).clip(0, 255).astype(np.uint8)
+                frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+                frame.pts = 2 * (tick + k)
+                _mux(out, video.encode(frame))
+            if audio.shape[1]:
+                chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio), format="fltp", layout="stereo")
+                chunk.sample_rate, chunk.pts, chunk.time_base = sample_rate, written, Fraction(1, sample_rate)
+                _mux(out, sound.encode(chunk))
+            written += audio.shape[1]
+            tick += count
+            t0 = tick / fps
+        _mux(out, video.encode(None))
+        _mux(out, sound.encode(None))
+    return str(path), cuts
+
+
+def _texture(seed: int, width: int, height: int) -> np.ndarray:
+    """A smooth random RGB pattern [H, W, 3] in 40..215 (low frequencies: it survives compression)."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(40, 215, size=(4, 4, 3))
+    ys, xs = np.linspace(0, 3, height), np.linspace(0, 3, width)
+    y0, x0 = np.floor(ys).astype(int).clip(0, 2), np.floor(xs).astype(int).clip(0, 2)
+    fy, fx = (ys - y0)[:, None, None], (xs - x0)[None, :, None]
+    top = coarse[y0][:, x0] * (1 - fx) + coarse[y0][:, x0 + 1] * fx
+    bottom = coarse[y0 + 1][:, x0] * (1 - fx) + coarse[y0 + 1][:, x0 + 1] * fx
+    return (top * (1 - fy) + bottom * fy).astype(np.uint8)
+
+
+def _footage_frame(shot: Shot, texture: np.ndarray, t: float, width: int, height: int) -> np.ndarray:
+    if shot.picture == "black":
+        return np.zeros((height, width, 3), dtype=np.uint8)
+    frame = texture.copy()
+    if shot.picture == "moving":  # a dark bar sweeping left to right once every 2 s
+        bar = width // 8
+        x = int((t / 2.0) % 1.0 * (width - bar))
+        frame[:, x:x + bar] //= 4
+    return frame
+
+
+def _shot_sound(shot: Shot, n: int, rate: int, offset: int) -> np.ndarray:
+    """float32 [2, n] for a shot starting at sample ``offset`` of the file."""
+    t = (offset + np.arange(max(n, 0))) / rate
+    chord = sum(np.sin(2 * np.pi * f * t) for f in (110.0, 138.6, 164.8)) / 3
+    if shot.sound == "silence":
+        wave = np.zeros_like(t)
+    elif shot.sound == "music":
+        wave = 0.4 * chord
+    else:  # speech: band-limited noise in syllables (4 per second) over a quiet chord
+        rng = np.random.default_rng(shot.seed + 1000)
+        noise = np.fft.rfft(rng.standard_normal(len(t)))
+        freqs = np.fft.rfftfreq(len(t), 1 / rate)
+        noise[(freqs < SPEECH_BAND[0]) | (freqs > SPEECH_BAND[1])] = 0
+        voice = np.fft.irfft(noise, len(t))
+        voice *= 0.3 / (np.abs(voice).max() + 1e-9)
+        wave = voice * (np.sin(2 * np.pi * 4 * t) > 0) + 0.05 * chord
+    return np.repeat(wave.astype(np.float32)[None], 2, axis=0)

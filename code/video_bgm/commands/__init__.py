@@ -21,6 +21,7 @@ TOOLS = {
     "evaluate": ("evaluate", "code/evaluation/evaluate.py", "score models: quality, diversity, correspondence"),
     "download": ("download", "code/tools/download_models.py", "fetch pretrained models and the example videos"),
     "convert": ("convert", "code/tools/convert_thesis_checkpoint.py", "convert a thesis checkpoint folder"),
+    "prepare": ("prepare", "code/tools/prepare_dataset.py", "build a training set from a folder of raw videos"),
 }
 CONSOLE_SCRIPT = "video-bgm"
 

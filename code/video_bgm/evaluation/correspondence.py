@@ -2,7 +2,7 @@
 
 - **Conditioning gain** on real (video, music) pairs: the decoder's cross-entropy of the music
   with its own video, with another clip's video (shuffled) and with MusicGen's null condition;
-  computed by ``train.loop.conditioning_losses``, the function training validates with, so the
+  computed by ``objective.conditioning_losses``, the function training validates with, so the
   numbers equal training's test-split numbers on the same clips and segment length.
 - **Retrieval**: for every piece i (its EnCodec codes) and every candidate video j, the
   cross-entropy ``CE[i, j]`` of the piece under video j's conditioning. The rank of the piece's

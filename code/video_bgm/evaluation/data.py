@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import media
+from ..data.clips import SPLIT_NAME, Clip, Skipped, find_clips
+from ..data.config import DataConfig, load_run_data_config
 from ..errors import MediaError, UserInputError
-from ..train.config import DataConfig, load_train_config
 from ..media import VIDEO_EXTENSIONS
-from ..train.data import SPLIT_NAME, Clip, Skipped, find_clips
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus", ".aac"}
 _TAKE = re.compile(r"^(?P<id>.+?)(?:\.take(?P<take>\d+))?$")
@@ -78,17 +78,17 @@ def _from_run(run: Path, split: str) -> ReferenceSet:
     if not config_path.is_file():
         raise UserInputError(f"{run}: no training_config.yaml to find the data with")
     try:
-        config = load_train_config(config_path)
+        data = load_run_data_config(config_path)
     except ValueError as err:
         raise UserInputError(f"{config_path}: {err}") from None
-    clips, skipped = find_clips(config.data)
+    clips, skipped = find_clips(data)
     wanted = set(saved[split])
     chosen = [c for c in clips if c.id in wanted]
     missing = sorted(wanted - {c.id for c in chosen})
     skipped += [Skipped(i, f"in {split} of {run / SPLIT_NAME} but not found now") for i in missing]
     log = run / "metrics.jsonl"
     return _checked(ReferenceSet(chosen, {"kind": "run", "path": str(run), "split": split}, skipped,
-                                 log if log.is_file() else None, config.data.segment_seconds), f"{run} ({split})")
+                                 log if log.is_file() else None, data.segment_seconds), f"{run} ({split})")
 
 
 def _checked(reference: ReferenceSet, what: str) -> ReferenceSet:

@@ -27,7 +27,7 @@ from .. import media
 from ..errors import ModelError
 from ..musicgen import MusicGen
 from ..refs import first_line, load_pretrained
-from ..train.cache import file_digest, save_atomic, settings_key
+from ..data.cache import file_digest, save_atomic, settings_key
 from . import DEFAULT_CLAP
 
 

@@ -27,13 +27,13 @@ from tqdm import tqdm
 
 from .. import media
 from ..config import DEFAULT_WINDOW, GenerationParams
+from ..data.cache import FeatureCache, prepare_features
+from ..data.clips import Clip, Skipped
+from ..data.segments import SegmentDataset
 from ..errors import MediaError, ModelError, UserInputError
 from ..loudness import limit_peak
+from ..objective import conditioning_losses
 from ..pipeline import VideoBGM, resolve_device
-from ..train.cache import FeatureCache, prepare_features
-from ..train.data import Clip, Skipped
-from ..train.loop import conditioning_losses
-from ..train.segments import SegmentDataset
 from . import correspondence, diversity, rhythm
 from .data import ReferenceSet, has_video, load_reference, read_generated
 from . import DEFAULT_CLAP

@@ -1,12 +1,14 @@
-"""Training data: find (video, music, caption) pairs in one of four layouts, and split them.
+"""Clips: find (video, music, caption) pairs in one of four layouts, and split them.
 
 Layouts (``data.layout``):
 - ``videos_with_audio``: each video's own soundtrack is its target music;
 - ``videos_and_wavs``: ``videos/<stem>.<ext>`` + ``audio/<stem>.wav`` (the thesis layout);
 - ``demucs``: ``videos/<stem>.<ext>`` + ``audio/htdemucs/<stem>/no_vocals.wav`` (Demucs output);
-- ``manifest``: a CSV or JSONL file with ``video``, optional ``audio`` and ``caption`` columns.
+- ``manifest``: a CSV or JSONL file with ``video``, optional ``audio``, ``caption``, ``id``, ``group``
+  and ``kept`` columns (what ``prepare_dataset.py`` writes; rows with ``kept`` false are left out).
 
-A pair whose files are missing is reported and skipped (``Skipped``), never silently dropped.
+A pair whose files are missing is reported and skipped (``Skipped``), never silently dropped. Clips
+that share a ``group`` (e.g. cut from one long source video) always land in the same split.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class Clip:
     video: Path
     audio: Path            # the music: the video itself for videos_with_audio
     caption: str | None = None
+    group: str | None = None  # clips of one group (one source video) never span two splits
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,8 @@ def _from_manifest(path: Path) -> tuple[list[Clip], list[Skipped]]:
     clips, skipped, seen = [], [], set()
     for line, row in rows:
         where = f"{path}:{line}"
+        if _is_false(row.get("kept", True)):
+            continue  # dropped by dataset preparation; the manifest says why
         if not row.get("video"):
             raise UserInputError(f"{where}: no 'video' value")
         video = (path.parent / row["video"]).expanduser()
@@ -88,14 +93,20 @@ def _from_manifest(path: Path) -> tuple[list[Clip], list[Skipped]]:
         if missing is not None:
             skipped.append(Skipped(where, f"file not found: {missing}"))
             continue
-        clip_id = Path(row["video"]).with_suffix("").as_posix()
+        clip_id = str(row.get("id") or Path(row["video"]).with_suffix("").as_posix())
         if clip_id in seen:
-            raise UserInputError(f"{where}: video {row['video']} is listed twice")
+            raise UserInputError(f"{where}: clip {clip_id} is listed twice")
         seen.add(clip_id)
-        clips.append(Clip(clip_id, video, audio, row.get("caption") or None))
+        group = row.get("group")
+        clips.append(Clip(clip_id, video, audio, row.get("caption") or None, str(group) if group else None))
     if not rows:
         raise UserInputError(f"{path}: the manifest lists no clips")
     return sorted(clips, key=lambda c: c.id), skipped
+
+
+def _is_false(value) -> bool:
+    """``kept`` as JSON writes it (false) or as a CSV cell ("false", "0", "no")."""
+    return value is False or (isinstance(value, str) and value.strip().lower() in ("false", "0", "no"))
 
 
 def _read_manifest(path: Path) -> list[tuple[int, dict]]:
@@ -117,14 +128,27 @@ def _read_manifest(path: Path) -> list[tuple[int, dict]]:
 
 
 def split_clips(clips: list[Clip], val_fraction: float, test_fraction: float, seed: int) -> dict[str, list[str]]:
-    """A seeded train/validation/test split of clip ids (at least one training clip)."""
-    ids = sorted(c.id for c in clips)
-    random.Random(seed).shuffle(ids)
-    n_val, n_test = round(len(ids) * val_fraction), round(len(ids) * test_fraction)
-    if len(ids) - n_val - n_test < 1:
-        raise UserInputError(f"only {len(ids)} usable clips: too few for the validation and test fractions")
-    return {"validation": sorted(ids[:n_val]), "test": sorted(ids[n_val:n_val + n_test]),
-            "training": sorted(ids[n_val + n_test:])}
+    """A seeded train/validation/test split of clip ids (at least one training clip).
+
+    Whole groups are split: the groups, in a seeded order, fill validation up to its share of the
+    clips, then test, and the rest is training, so clips of one source never leak across splits.
+    A clip without a group is a group of its own (then this is a plain per-clip split).
+    """
+    groups: dict[str, list[str]] = {}
+    for clip in clips:
+        groups.setdefault(clip.group if clip.group is not None else f"\0{clip.id}", []).append(clip.id)
+    names = sorted(groups)
+    random.Random(seed).shuffle(names)
+    total = sum(len(ids) for ids in groups.values())
+    n_val, n_test = round(total * val_fraction), round(total * test_fraction)
+    split = {"validation": [], "test": [], "training": []}
+    for name in names:
+        part = "validation" if len(split["validation"]) < n_val else "test" if len(split["test"]) < n_test else "training"
+        split[part] += groups[name]
+    if not split["training"]:
+        what = f"{total} usable clips" + (f" in {len(groups)} groups" if len(groups) < total else "")
+        raise UserInputError(f"only {what}: too few for the validation and test fractions")
+    return {name: sorted(ids) for name, ids in split.items()}
 
 
 def load_or_make_split(output_dir: Path, clips: list[Clip], config: DataConfig) -> tuple[dict[str, list[str]], list[str]]:

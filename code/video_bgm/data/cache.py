@@ -32,7 +32,7 @@ from ..config import VideoModelConfig
 from ..errors import MediaError
 from ..frames import FrameEncoder
 from ..musicgen import MusicGen
-from .data import Clip, Skipped
+from .clips import Clip, Skipped
 
 _ENCODE_SECONDS = 30  # EnCodec encodes long music in chunks of this many seconds (bounded memory)
 
