@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .. import media
@@ -264,7 +264,7 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, settings: PrepareSet
     if separator is not None:
         if workers > 1 or ray_address:
             raise ValueError("a separator object runs in this process only (workers=1, no Ray)")
-        s.separate, s.demucs_model, s.demucs_repo = "demucs", f"object:{separator.name}", None
+        s = replace(s, separate="demucs", demucs_model=f"object:{separator.name}", demucs_repo=None)
         _SEPARATORS[_separator_key(s)] = separator
     try:
         s.validate()
