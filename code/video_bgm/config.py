@@ -258,8 +258,8 @@ GENERATION_OPTION_HELP = {
     "cut_min_seconds": "with --follow-cuts: seconds a window runs at least before a cut starts the next",
     "candidates": f"sample K candidates (rows of one batch, at most {MAX_CANDIDATES}) for each window holding a cut "
                   "and keep the one whose beats best hit it",
-    "nudge": f"time-stretch the music between cuts by at most PCT percent (at most {MAX_NUDGE:g}) so the nearest "
-             "beat lands on each cut (0: off)",
+    "nudge": f"time-stretch the music between cuts by at most PCT percent (0: off; PCT at most {MAX_NUDGE:g}) so "
+             "the nearest beat lands on each cut",
 }
 SAMPLING_OPTIONS = ("guidance_scale", "temperature", "top_k", "top_p")  # how each code is drawn
 
