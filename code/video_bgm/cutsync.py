@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import beats as beat_measures
+from .loudness import raised_cosine
 
 SCORE_CONTEXT = 3.0  # s of music each side of a cut a candidate is decoded and scored on
 SEAM = 0.02  # s: crossfade between two differently stretched pieces of music
@@ -175,7 +176,7 @@ def _phase_vocoder(audio: np.ndarray, sample_rate: int, knots) -> np.ndarray:
     total = audio.shape[-1]
     out = np.zeros_like(audio)
     seam = round(SEAM * sample_rate)
-    ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(seam) + 0.5) / seam)  # 0 -> 1
+    ramp = raised_cosine(seam)  # 0 -> 1
     margin = 4 * seam  # input context each side, so the vocoder's edges fall outside what is kept
     for (x0, y0), (x1, y1) in zip(knots, knots[1:]):
         a_in, b_in = round(x0 * sample_rate), round(x1 * sample_rate)

@@ -90,12 +90,16 @@ class Window:
         return self.end - self.new
 
 
-def plan(total_frames: int, window_frames: int, overlap_frames: int) -> list[Window]:
-    """The windows covering ``total_frames`` code frames (see the module docstring)."""
+def _check_plan(total_frames: int, window_frames: int, overlap_frames: int) -> None:
     if total_frames <= 0:
         raise ValueError(f"nothing to generate ({total_frames} frames)")
     if not 0 < overlap_frames < window_frames:
         raise ValueError(f"need 0 < overlap < window, got {overlap_frames} and {window_frames} frames")
+
+
+def plan(total_frames: int, window_frames: int, overlap_frames: int) -> list[Window]:
+    """The windows covering ``total_frames`` code frames (see the module docstring)."""
+    _check_plan(total_frames, window_frames, overlap_frames)
     windows = [Window(0, 0, 0, min(window_frames, total_frames))]
     while windows[-1].end < total_frames:
         new = windows[-1].end
@@ -109,10 +113,7 @@ def plan_scenes(total_frames: int, window_frames: int, overlap_frames: int, cut_
     """Windows whose new parts start at the cuts (see the module docstring); each is conditioned on
     its new part. ``cut_frames``: the cuts in code frames; ``min_frames``: the shortest window a cut
     may end."""
-    if total_frames <= 0:
-        raise ValueError(f"nothing to generate ({total_frames} frames)")
-    if not 0 < overlap_frames < window_frames:
-        raise ValueError(f"need 0 < overlap < window, got {overlap_frames} and {window_frames} frames")
+    _check_plan(total_frames, window_frames, overlap_frames)
     bounds = [0]
     for cut in sorted(set(cut_frames)):
         if bounds[-1] + min_frames <= cut < total_frames:

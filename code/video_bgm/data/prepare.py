@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .. import media
 from ..errors import MediaError, UserInputError
+from ..loudness import limit_peak
 from ..outputs import write_atomic
 from ..shots import DEFAULT_MIN_SHOT_SECONDS
 from .clips import Clip, split_clips
@@ -195,18 +196,12 @@ def music_task(batch: list[dict]) -> list[dict]:
         relative = f"audio/htdemucs/{item['id']}/{STEM}"
         target = Path(item["out"]) / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        media.write_wav(target, media_peak_safe(music), separator.sample_rate)  # atomic
+        # Demucs's stems can exceed full scale by a little: scaled (never clipped) into the WAV (atomic).
+        media.write_wav(target, limit_peak(music), separator.sample_rate)
         results[i] = store.put("music", key, {
             "audio": relative, "loudness": _finite(scores.music_loudness(music, separator.sample_rate)),
             "vocal_share": scores.vocal_share(music, vocals)})
     return results
-
-
-def media_peak_safe(audio):
-    """Demucs's stems can exceed full scale by a little: scaled (never clipped) into the WAV."""
-    from ..loudness import limit_peak
-
-    return limit_peak(audio)
 
 
 def clip_task(item: dict) -> dict:
