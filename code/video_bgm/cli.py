@@ -34,34 +34,51 @@ def add_precision_argument(parser: argparse.ArgumentParser) -> None:
                              "GPUs and CPUs with native bfloat16, see the README's Performance section)")
 
 
-_OPTION_TYPES = {"float": float, "int": int, "str": str}
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, help_texts: dict, names=None) -> None:
+    """One option per field of dataclass ``cls`` (or of the fields ``names``): ``--clip-seconds`` for
+    ``clip_seconds``, with the field's default and type (a bool is a flag, a Literal a choice) and the
+    help from ``help_texts``, the default appended."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for name in names if names is not None else fields:
+        field, hint = fields[name], hints[name]
+        flag = "--" + name.replace("_", "-")
+        if hint is bool:
+            parser.add_argument(flag, action="store_true", help=help_texts[name])
+            continue
+        choices = typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else None
+        kind = next((t for t in (typing.get_args(hint) or (hint,)) if t is not type(None)), str)  # float | None -> float
+        default = "" if field.default is None else f" (default {field.default:g})" if isinstance(
+            field.default, float) else f" (default {field.default})"
+        parser.add_argument(flag, type=None if choices else kind, choices=choices, default=field.default,
+                            help=help_texts[name] + default)
+
+
+def dataclass_from_args(cls, args: argparse.Namespace, **more):
+    """The ``cls`` that ``add_dataclass_arguments`` options (and ``more``) describe: every field the
+    parsed ``args`` have."""
+    import dataclasses
+
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    return cls(**{**given, **more})
 
 
 def add_generation_arguments(parser: argparse.ArgumentParser, names) -> None:
     """``--guidance-scale``, ``--top-k``, ... for the :class:`~video_bgm.config.GenerationParams` fields
     ``names``: their defaults and types come from the dataclass, their help from GENERATION_OPTION_HELP."""
-    import dataclasses
-
     from .config import GENERATION_OPTION_HELP, GenerationParams
 
-    fields = {f.name: f for f in dataclasses.fields(GenerationParams)}
-    for name in names:
-        field = fields[name]
-        kind = _OPTION_TYPES[str(field.type).split(" | ")[0]]  # "float | None" -> float
-        help_text = GENERATION_OPTION_HELP[name]
-        if field.default is not None:
-            help_text += f" (default {field.default:g})"
-        parser.add_argument("--" + name.replace("_", "-"), type=kind, default=field.default, help=help_text)
+    add_dataclass_arguments(parser, GenerationParams, GENERATION_OPTION_HELP, names)
 
 
 def generation_params(args: argparse.Namespace, **more):
     """The GenerationParams that ``add_generation_arguments`` options (and ``more``) describe."""
-    import dataclasses
-
     from .config import GenerationParams
 
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(GenerationParams) if hasattr(args, f.name)}
-    return GenerationParams(**{**given, **more})
+    return dataclass_from_args(GenerationParams, args, **more)
 
 
 INTERRUPTED, TERMINATED = 130, 143  # the shell's 128 + SIGINT / SIGTERM

@@ -11,10 +11,7 @@ the score histograms. Run it again to resume: what is done is not done again.
 
 from __future__ import annotations
 
-import dataclasses
-import typing
-
-from ..cli import ArgumentParser
+from ..cli import ArgumentParser, add_dataclass_arguments, dataclass_from_args
 
 PROG = "prepare_dataset.py"
 
@@ -45,29 +42,13 @@ HELP = {
 }
 
 
-def _add_settings(parser: ArgumentParser) -> None:
-    """One option per PrepareSettings field: defaults and types come from the dataclass."""
-    from ..data.settings import PrepareSettings
-
-    hints = typing.get_type_hints(PrepareSettings)
-    for field in dataclasses.fields(PrepareSettings):
-        flag, hint = "--" + field.name.replace("_", "-"), hints[field.name]
-        if hint is bool:
-            parser.add_argument(flag, action="store_true", help=HELP[field.name])
-            continue
-        choices = typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else None
-        kind = next((t for t in (typing.get_args(hint) or (hint,)) if t is not type(None)), str)
-        default = "" if field.default is None else f" (default {field.default:g})" if isinstance(
-            field.default, float) else f" (default {field.default})"
-        parser.add_argument(flag, type=None if choices else kind, choices=choices, default=field.default,
-                            help=HELP[field.name] + default)
-
-
 def parse_args(argv=None, prog: str = PROG):
     p = ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("src", help="a folder of videos (searched recursively) or one video")
     p.add_argument("out", help="the dataset folder (created; must be outside SRC)")
-    _add_settings(p)
+    from ..data.settings import PrepareSettings
+
+    add_dataclass_arguments(p, PrepareSettings, HELP)  # one option per field: defaults and types from the dataclass
     p.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default 1)")
     p.add_argument("--ray", default=None, metavar="ADDRESS",
                    help="run the tasks on a Ray cluster (auto, ray://host:10001, or local for a local runtime)")
@@ -84,7 +65,7 @@ def main(argv=None, prog: str = PROG) -> int:
     args = parse_args(argv, prog)
     from ..data.prepare import prepare  # PyAV, torch: after the arguments
 
-    settings = PrepareSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(PrepareSettings)})
+    settings = dataclass_from_args(PrepareSettings, args)
     result = prepare(args.src, args.out, settings, workers=args.workers, ray_address=args.ray,
                      show_progress=not args.quiet)
     reasons = ", ".join(f"{n} {why}" for why, n in sorted(result.dropped.items(), key=lambda x: -x[1]))
