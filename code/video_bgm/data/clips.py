@@ -24,6 +24,8 @@ from ..media import VIDEO_EXTENSIONS, find_videos
 from .config import DataConfig
 
 SPLIT_NAME = "split.json"
+# The demucs layout, as Demucs's own CLI writes it: <audio>/htdemucs/<stem>/no_vocals.wav
+DEMUCS_FOLDER, MUSIC_STEM = "htdemucs", "no_vocals.wav"
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,8 @@ def find_clips(config: DataConfig) -> tuple[list[Clip], list[Skipped]]:
         elif config.layout == "videos_and_wavs":
             audio = audio_dir / f"{clip_id}.wav"
         else:  # demucs: <audio>/htdemucs/<stem>/no_vocals.wav (or <audio> is the htdemucs folder itself)
-            root = audio_dir if audio_dir.name == "htdemucs" else audio_dir / "htdemucs"
-            audio = root / video.stem / "no_vocals.wav"
+            root = audio_dir if audio_dir.name == DEMUCS_FOLDER else audio_dir / DEMUCS_FOLDER
+            audio = root / video.stem / MUSIC_STEM
         if not audio.is_file():
             skipped.append(Skipped(str(video), f"no music file {audio}"))
             continue

@@ -24,13 +24,12 @@ from ..errors import MediaError, UserInputError
 from ..loudness import limit_peak
 from ..outputs import write_atomic
 from ..shots import DEFAULT_MIN_SHOT_SECONDS
-from .clips import Clip, split_clips
+from .clips import DEMUCS_FOLDER, MUSIC_STEM, Clip, split_clips
 from .settings import PrepareSettings
 from .stages import Runner, Store, key_of
 
 MANIFEST = "manifest.jsonl"
 SUMMARY = "summary.md"
-STEM = "no_vocals.wav"
 _EPS = 1e-6
 
 
@@ -193,7 +192,7 @@ def music_task(batch: list[dict]) -> list[dict]:
     stems = separator.separate_batch([a for _, _, a in decoded]) if decoded else []
     for (i, key, _), (music, vocals) in zip(decoded, stems):
         item = batch[i]
-        relative = f"audio/htdemucs/{item['id']}/{STEM}"
+        relative = f"audio/{DEMUCS_FOLDER}/{item['id']}/{MUSIC_STEM}"
         target = Path(item["out"]) / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         # Demucs's stems can exceed full scale by a little: scaled (never clipped) into the WAV (atomic).
