@@ -49,3 +49,65 @@ def test_captions_join_the_video_tokens_and_null_masks_everything(tiny_model):
         _, null_mask = condition_batch(tiny_model, captioned, CPU, null=True)
     assert with_text.shape[1] > condition.shape[1] and text_mask.shape == with_text.shape[:2]
     assert mask.all() and not null_mask.any()
+
+
+def test_the_per_frame_loss_averages_to_the_clip_loss_with_padding(tiny_model):
+    from video_bgm.objective import frame_losses
+
+    batch = collate(items(tiny_model, 3, codes=60))
+    batch["codes_mask"][1, 45:] = False  # a shorter clip: its padding is neither counted nor scored
+    with torch.no_grad():
+        per_frame = frame_losses(tiny_model, batch, CPU)
+        clip = batch_loss(tiny_model, batch, CPU).item()
+    valid = batch["codes_mask"].float()
+    assert per_frame.shape == (3, 60) and (per_frame[1, 45:] == 0).all()
+    assert ((per_frame * valid).sum() / valid.sum()).item() == pytest.approx(clip, rel=1e-5)
+
+
+def test_the_per_frame_loss_of_a_stereo_model(tiny_bundle):
+    from video_bgm.objective import frame_losses
+    from video_bgm.pipeline import VideoBGM
+
+    stereo = VideoBGM.from_pretrained(tiny_bundle["video-encoder-stereo"], device="cpu")
+    batch = collate(items(stereo, 2, codes=40))
+    with torch.no_grad():
+        per_frame = frame_losses(stereo, batch, CPU)
+        assert per_frame.mean().item() == pytest.approx(batch_loss(stereo, batch, CPU).item(), rel=1e-5)
+
+
+def test_swap_halves_plays_the_second_half_first_within_the_real_frames():
+    from video_bgm.objective import swap_halves
+
+    features = torch.arange(2 * 5, dtype=torch.float).reshape(2, 5, 1)
+    mask = torch.tensor([[True] * 5, [True] * 4 + [False]])
+    swapped = swap_halves(features, mask)[..., 0]
+    assert swapped.tolist() == [[2, 3, 4, 0, 1], [7, 8, 5, 6, 9]]
+
+
+def test_the_order_gain_and_the_timeline(tiny_model):
+    from video_bgm.objective import swap_halves
+
+    dataset = items(tiny_model, 3, frames=6, codes=100)
+    got = conditioning_losses(tiny_model, dataset, batch_size=2, device=CPU, timeline=True)
+    batch = collate(dataset)
+    with torch.no_grad():
+        swapped = batch_loss(tiny_model, batch, CPU, features=swap_halves(batch["features"], batch["features_mask"]))
+    assert got["order_loss"] == pytest.approx(swapped.item(), rel=1e-5) and got["order_loss"] != pytest.approx(got["loss"])
+    assert got["order_gain"] == pytest.approx(got["order_loss"] - got["loss"])
+    timeline, rate = got["timeline"], tiny_model.musicgen.frame_rate
+    assert timeline["seconds"] == list(range(int(-(-100 // rate))))
+    # each full second weighs rate frames, the last the rest: the weighted mean is the clip loss
+    weights = [min(rate, 100 - s * rate) for s in timeline["seconds"]]
+    for key in ("loss", "order_loss"):
+        mean = sum(w * v for w, v in zip(weights, timeline[key])) / sum(weights)
+        assert mean == pytest.approx(got[key], rel=1e-5)
+
+
+def test_collapse_is_a_falling_loss_with_no_gain():
+    from video_bgm.objective import collapse_warning
+
+    before = {"loss": 6.1, "conditioning_gain": 0.0}
+    assert "collapsed" in collapse_warning(before, {"loss": 3.8, "conditioning_gain": 0.0})
+    assert collapse_warning(before, {"loss": 3.8, "conditioning_gain": 0.3}) is None  # the video matters
+    assert collapse_warning(before, {"loss": 6.09, "conditioning_gain": 0.0}) is None  # nothing learned at all
+    assert collapse_warning(before, {"loss": 3.8}) is None  # one clip: no gain to judge by

@@ -30,8 +30,11 @@ def test_training_run_writes_a_model_generate_loads_and_resumes_when_rerun(tmp_p
     assert {"config.json", "model.safetensors", "training_config.yaml", "metrics.json"} <= {p.name for p in model.iterdir()}
     assert json.loads((run / "split.json").read_text()).keys() == {"training", "validation", "test"}
     rows = metrics(run)
-    assert {r["split"] for r in rows} == {"train", "validation", "test"}
-    assert rows[0]["split"] == "validation" and rows[0]["step"] == 0, "an untrained baseline comes first"
+    assert {r["split"] for r in rows} == {"untrained_test", "train", "validation", "test"}
+    assert [(r["split"], r["step"]) for r in rows[:2]] == [("untrained_test", 0), ("validation", 0)], \
+        "the untrained baselines come first"
+    assert json.loads((model / "metrics.json").read_text())["untrained_test"] == {k: v for k, v in rows[0].items()
+                                                                                 if k not in ("step", "split", "time")}
     assert "conditioning_gain" in [r for r in rows if r["split"] == "validation"][-1]
     assert list(run.rglob("events.out.tfevents.*")), "TensorBoard logs"
     checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
@@ -88,7 +91,7 @@ def test_a_run_saved_before_a_setting_existed_resumes(tmp_path, tiny_bundle, cli
 def test_early_stopping(tmp_path, tiny_bundle, clips12, monkeypatch):
     from video_bgm.train.loop import Trainer
 
-    losses = iter([5.0, 4.0, 4.5, 4.6, 4.7, 4.8])
+    losses = iter([9.0, 5.0, 4.0, 4.5, 4.6, 4.7])  # the untrained test, validations, the test
     monkeypatch.setattr(Trainer, "evaluate", lambda self, model, data: {"loss": next(losses), "clips": len(data)})
     config = tiny_config(tmp_path, tiny_bundle, clips12, max_steps=100, eval_every=1, early_stopping_patience=2,
                          save_every=50)
@@ -97,6 +100,46 @@ def test_early_stopping(tmp_path, tiny_bundle, clips12, monkeypatch):
     assert [r["step"] for r in validation] == [0, 1, 2, 3]  # 4.0 at step 1, then two worse: stop
     state = json.loads((tmp_path / "run" / "checkpoints" / "best" / "state.json").read_text())
     assert state["step"] == 1 and state["best_validation_loss"] == 4.0
+
+
+def test_the_best_checkpoint_by_conditioning_gain(tmp_path, tiny_bundle, clips12, monkeypatch):
+    from video_bgm.train.loop import Trainer
+
+    # (loss, gain) of the untrained test, validations at steps 0..3, the test: the loss keeps falling
+    values = iter([(9.0, 0.0), (5.0, 0.0), (4.0, 0.3), (3.0, 0.1), (2.0, 0.2), (2.0, 0.2)])
+    monkeypatch.setattr(Trainer, "evaluate", lambda self, model, data: dict(
+        zip(("loss", "conditioning_gain"), next(values)), clips=len(data)))
+    config = tiny_config(tmp_path, tiny_bundle, clips12, max_steps=100, eval_every=1, early_stopping_patience=2,
+                         save_every=50, best_by="gain")
+    assert training_main("--config", config) == 0
+    assert [r["step"] for r in metrics(tmp_path / "run") if r["split"] == "validation"] == [0, 1, 2, 3]
+    state = json.loads((tmp_path / "run" / "checkpoints" / "best" / "state.json").read_text())
+    assert state["step"] == 1 and state["best_validation"]["conditioning_gain"] == 0.3
+    assert json.loads((tmp_path / "run" / "model" / "metrics.json").read_text())["best_by"] == "gain"
+
+
+def test_best_by_gain_needs_two_validation_clips(tmp_path, tiny_bundle, clips12, capsys):
+    config = tiny_config(tmp_path, tiny_bundle, clips12, max_steps=2, best_by="gain")
+    assert training_main("--config", config, "--set", "data.val_fraction=0.1") == 1  # 1 of 12 clips
+    assert "train.best_by: gain needs two or more validation clips" in capsys.readouterr().err
+
+
+def test_a_collapsed_encoder_is_named_in_the_log_and_the_model_card(tmp_path, tiny_bundle, capsys):
+    """Every clip shows the same picture: the loss falls (the music prior) but no video can explain it."""
+    from video_bgm.synthetic import PAIRED_PITCHES
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for i in range(8):
+        write_test_video(videos / f"grey{i}.mp4", duration=3.0 + 0.1 * i, size=(32, 32), color_fn=lambda t: (128, 128, 128),
+                         audio_freq=PAIRED_PITCHES[i % 4], audio_channels=1)
+    config = tiny_config(tmp_path, tiny_bundle, videos, max_steps=30, eval_every=10)
+    assert training_main("--config", config) == 0
+    err = capsys.readouterr().err
+    assert "warning: the validation loss fell by" in err and "collapsed" in err, err[-2000:]
+    model = tmp_path / "run" / "model"
+    assert "collapsed" in json.loads((model / "metrics.json").read_text())["warnings"][0]
+    assert "## Warnings" in (model / "README.md").read_text()
 
 
 def test_no_usable_clips_is_an_error(tmp_path, tiny_bundle, capsys):
@@ -203,6 +246,7 @@ def test_the_encoder_learns_the_video_music_relation(tmp_path, tiny_bundle):
     assert after["conditioning_gain"] > 0.2 and test["conditioning_gain"] > 0.1
     assert test["loss"] < before["loss"] - 0.5
     assert test["loss"] < test["null_loss"], "the video helps compared with no video at all"
+    assert json.loads((tmp_path / "run" / "model" / "metrics.json").read_text())["warnings"] == []
 
 
 @pytest.mark.slow

@@ -34,6 +34,32 @@ def add_precision_argument(parser: argparse.ArgumentParser) -> None:
                              "GPUs and CPUs with native bfloat16, see the README's Performance section)")
 
 
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    """``--threads``: torch's CPU threads, for every command that computes."""
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                        help="CPU threads for torch (default: torch's choice, one per core); on a machine that "
+                             "other jobs load, fewer threads than cores can be several times faster, with the "
+                             "same results")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def set_threads(threads: int | None) -> None:
+    """Apply ``--threads`` (None: leave torch's default)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, help_texts: dict, names=None) -> None:
     """One option per field of dataclass ``cls`` (or of the fields ``names``): ``--clip-seconds`` for
     ``clip_seconds``, with the field's default and type (a bool is a flag, a Literal a choice) and the

@@ -47,6 +47,8 @@ def render(config: VideoModelConfig, info: dict | None = None, adapter: LoraAdap
         f"{t.activation}, {'pre' if t.norm_first else 'post'}-norm |",
         f"| tokens | {t.num_tokens or 'one per frame'}, {t.output_dim}-d in {t.output_space!r} space |",
     ]
+    if info.get("warnings"):
+        lines += ["", "## Warnings", ""] + [f"- **Warning:** {w}" for w in info["warnings"]]
     if info.get("source"):
         lines += ["", "## Source", "", str(info["source"])]
     if info.get("training"):

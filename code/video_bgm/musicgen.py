@@ -170,6 +170,28 @@ class MusicGen:
         )
         return out.loss
 
+    def frame_losses(self, condition: torch.Tensor, condition_mask: torch.Tensor, codes: torch.Tensor,
+                     codes_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The same cross-entropy per audio frame: [B, T], frame t's mean over codebooks of each
+        codebook's token for frame t (codebook k's sits k steps later under the delay pattern).
+        Padded frames are 0; the mean over the real frames of a batch is ``loss`` of that batch."""
+        B, K, T = codes.shape
+        if codes_mask is not None:
+            codes = codes.masked_fill(~codes_mask.bool()[:, None, :], self._pad_id)
+        labels = self.delay_codes(codes).transpose(1, 2)
+        condition = condition.to(self.dtype) * condition_mask[..., None].to(self.dtype)
+        logits = self.model.decoder(
+            encoder_hidden_states=condition, encoder_attention_mask=condition_mask.long(), labels=labels,
+        ).logits
+        logits = logits.reshape(B, K, -1, logits.shape[-1])[:, :, -labels.shape[1]:]
+        total = torch.zeros(B, T, device=logits.device)
+        for k in range(K):
+            shift = k // self.audio_channels
+            total += torch.nn.functional.cross_entropy(
+                logits[:, k, shift:shift + T].float().transpose(1, 2), codes[:, k], reduction="none",
+                ignore_index=self._pad_id)
+        return total / K
+
     # --- generation --------------------------------------------------------------------------
     def _cross_attention_inputs(self, condition, condition_mask, guidance_scale):
         """Batch the conditional rows and, with guidance, MusicGen's null condition under them."""

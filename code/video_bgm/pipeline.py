@@ -188,6 +188,18 @@ class VideoBGM:
             return hub.push_folder(Path(tmp), repo_id, subfolder=subfolder, revision=revision, private=private,
                                    token=token, commit_message=commit_message)
 
+    def eval(self) -> "VideoBGM":
+        """Every part in inference mode (the temporal transformer's dropout off), as after loading; returns self."""
+        return self.train(False)
+
+    def train(self, mode: bool = True) -> "VideoBGM":
+        """The temporal transformer in training mode (dropout on); the frozen parts always stay in
+        inference mode. Returns self."""
+        self.temporal.train(mode)
+        self.frame_encoder.eval()
+        self.musicgen.model.eval()
+        return self
+
     # --- properties --------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:

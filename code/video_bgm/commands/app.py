@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import project_root
-from ..cli import ArgumentParser, add_precision_argument, quiet_libraries
+from ..cli import ArgumentParser, add_precision_argument, add_threads_argument, quiet_libraries, set_threads
 from ..config import DEFAULT_LOUDNESS, MAX_CANDIDATES, MAX_NUDGE, GenerationParams, Mix
 from ..errors import UserInputError
 from ..refs import first_line
@@ -49,6 +49,7 @@ def parse_args(argv=None, prog: str = PROG):
                    help="offer every model folder under this folder (default: the repo's models/)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if present")
     add_precision_argument(p)
+    add_threads_argument(p)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: everyone who can reach it)")
     p.add_argument("--port", type=int, default=7860, help="default 7860")
@@ -248,6 +249,7 @@ def main(argv=None, prog: str = PROG) -> int:
     args = parse_args(argv, prog)
     check_port_free(args.host, args.port)
     quiet_libraries()
+    set_threads(args.threads)
     from .. import app_support  # PyAV, torch: after the arguments
     from ..app_support import Limits, ModelCache, ModelList, OutputStore
 

@@ -10,7 +10,7 @@ MusicGen baselines (unconditional, generic text prompt) and any --baseline-model
 
 from __future__ import annotations
 
-from ..cli import ArgumentParser, add_generation_arguments, quiet_libraries
+from ..cli import ArgumentParser, add_generation_arguments, add_threads_argument, quiet_libraries, set_threads
 from ..config import SAMPLING_OPTIONS
 from ..evaluation import DEFAULT_CLAP
 
@@ -49,6 +49,7 @@ def parse_args(argv=None, prog: str = PROG):
     p.add_argument("--case-study", type=int, default=3, help="clips shown as frames + spectrograms (default 3)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    add_threads_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p.parse_args(argv)
 
@@ -56,6 +57,7 @@ def parse_args(argv=None, prog: str = PROG):
 def main(argv=None, prog: str = PROG) -> int:
     args = parse_args(argv, prog)
     quiet_libraries()
+    set_threads(args.threads)
     from ..evaluation.runner import EvalOptions, evaluate  # torch, transformers: after the arguments
 
     options = EvalOptions(

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .. import hub
 from ..cli import (ArgumentParser, StageProgress, add_generation_arguments, add_precision_argument,
-                   generation_params, quiet_libraries)
+                   add_threads_argument, generation_params, quiet_libraries, set_threads)
 from ..config import DEFAULT_DUCK, DEFAULT_FADE, DEFAULT_LOUDNESS, SAMPLING_OPTIONS, Mix
 from ..errors import UserInputError
 from ..formats import OUTPUT_FORMATS
@@ -67,6 +67,7 @@ def parse_args(argv=None, prog: str = PROG):
                         "(default 6; 0: off)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if present")
     add_precision_argument(p)
+    add_threads_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p.parse_args(argv)
 
@@ -78,6 +79,7 @@ def folder_mode_cuts(args) -> bool:
 def main(argv=None, prog: str = PROG) -> int:
     args = parse_args(argv, prog)
     quiet_libraries()
+    set_threads(args.threads)
     from .. import batch, media, outputs  # torch, PyAV: after the arguments
     from ..pipeline import VideoBGM
     params = generation_params(args)

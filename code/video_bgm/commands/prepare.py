@@ -11,7 +11,7 @@ the score histograms. Run it again to resume: what is done is not done again.
 
 from __future__ import annotations
 
-from ..cli import ArgumentParser, add_dataclass_arguments, dataclass_from_args
+from ..cli import ArgumentParser, add_dataclass_arguments, add_threads_argument, dataclass_from_args, set_threads
 
 PROG = "prepare_dataset.py"
 
@@ -52,6 +52,7 @@ def parse_args(argv=None, prog: str = PROG):
     p.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default 1)")
     p.add_argument("--ray", default=None, metavar="ADDRESS",
                    help="run the tasks on a Ray cluster (auto, ray://host:10001, or local for a local runtime)")
+    add_threads_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
     if args.workers < 1:
@@ -65,9 +66,10 @@ def main(argv=None, prog: str = PROG) -> int:
     args = parse_args(argv, prog)
     from ..data.prepare import prepare  # PyAV, torch: after the arguments
 
+    set_threads(args.threads)
     settings = dataclass_from_args(PrepareSettings, args)
     result = prepare(args.src, args.out, settings, workers=args.workers, ray_address=args.ray,
-                     show_progress=not args.quiet)
+                     show_progress=not args.quiet, threads=args.threads)
     reasons = ", ".join(f"{n} {why}" for why, n in sorted(result.dropped.items(), key=lambda x: -x[1]))
     print(f"{result.kept} clips kept" + (f"; dropped: {reasons}" if reasons else "")
           + (f"; {len(result.unreadable)} sources unreadable" if result.unreadable else ""))

@@ -12,7 +12,7 @@ output_dir to resume where it stopped.
 from __future__ import annotations
 
 from . import project_root
-from ..cli import ArgumentParser, quiet_libraries
+from ..cli import ArgumentParser, add_threads_argument, quiet_libraries, set_threads
 from ..errors import UserInputError
 from ..train.config import load_train_config
 
@@ -26,6 +26,7 @@ def main(argv=None, prog: str = PROG) -> int:
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help=f"YAML config (default: {DEFAULT_CONFIG.name} at the repo root)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.lr=3e-4 (repeatable)")
+    add_threads_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
     try:
@@ -33,6 +34,7 @@ def main(argv=None, prog: str = PROG) -> int:
     except ValueError as err:
         raise UserInputError(f"{args.config}: {err}" if not str(err).startswith(str(args.config)) else str(err)) from None
     quiet_libraries()
+    set_threads(args.threads)
     from ..train.loop import Trainer  # torch, transformers: after the arguments
 
     result = Trainer(config, show_progress=not args.quiet).run()

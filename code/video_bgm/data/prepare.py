@@ -247,12 +247,13 @@ def check_folders(src: Path, out: Path) -> None:
 
 def prepare(src: str | os.PathLike, out: str | os.PathLike, settings: PrepareSettings | None = None,
             workers: int = 1, ray_address: str | None = None, show_progress: bool = True,
-            log=None, separator=None) -> Result:
+            log=None, separator=None, threads: int | None = None) -> Result:
     """Prepare ``src`` (a folder of videos, or one video) into ``out``; see the module docstring.
 
     ``separator``: an object with Demucs's ``Separator`` interface (``name``, ``sample_rate``,
     ``channels``, ``separate_batch``) used instead of loading ``settings.demucs_model``; in this
     process only (workers 1, no Ray). Its ``name`` keys its stems in the resumable results.
+    ``threads``: torch's CPU threads in each worker process (default: the cores shared among them).
     """
     s = settings or PrepareSettings()
     if separator is not None:
@@ -272,7 +273,7 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, settings: PrepareSet
         raise UserInputError(f"{src}: no videos found (looked for {', '.join(sorted(media.VIDEO_EXTENSIONS))})")
     out.mkdir(parents=True, exist_ok=True)
     base = {"out": str(out), "settings": asdict(s)}
-    runner = Runner(workers, ray_address, show_progress)
+    runner = Runner(workers, ray_address, show_progress, threads)
     try:
         return _prepare(sources, out, s, base, runner, log)
     finally:

@@ -60,8 +60,10 @@ class Runner:
     does not depend on the number of workers.
     """
 
-    def __init__(self, workers: int = 1, ray_address: str | None = None, show_progress: bool = True):
+    def __init__(self, workers: int = 1, ray_address: str | None = None, show_progress: bool = True,
+                 threads: int | None = None):
         self.workers, self.ray_address, self.show_progress = workers, ray_address, show_progress
+        self.threads = threads or max(1, (os.cpu_count() or 1) // workers)  # per worker process
         self.seconds: dict[str, float] = {}  # wall time per stage
         self._pool = None
         self._ray = None
@@ -105,7 +107,7 @@ class Runner:
 
             # spawn: torch and FFmpeg threads do not survive fork
             self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_share_cores, initargs=(self.workers,))
+                                             initializer=torch_threads, initargs=(self.threads,))
         futures = {self._pool.submit(task, item): i for i, item in enumerate(items)}
         for future in as_completed(futures):
             yield futures[future], future.result()
@@ -116,11 +118,12 @@ class Runner:
             self._pool = None
 
 
-def _share_cores(workers: int) -> None:
-    """Each worker process takes its share of the cores (torch would take them all in each)."""
+def torch_threads(threads: int) -> None:
+    """A worker process's torch threads: its share of the cores by default (torch would take them
+    all in each)."""
     import torch
 
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+    torch.set_num_threads(threads)
 
 
 def _connect_ray(address: str):

@@ -93,13 +93,18 @@ def build_tables(metrics: dict) -> list[tuple[str, list[str], list[list[str]], s
                        "cross-entropy (nats) of the piece under each video's conditioning."))
     tables += rhythm.table(metrics, _fmt)
     conditioning = [[slug, _fmt(v.get("clips")), _fmt(v.get("segment_seconds"), 1), _fmt(v.get("loss")),
-                     _fmt(v.get("shuffled_loss")), _fmt(v.get("null_loss")), _fmt(v.get("conditioning_gain"))]
+                     _fmt(v.get("shuffled_loss")), _fmt(v.get("order_loss")), _fmt(v.get("null_loss")),
+                     _fmt(v.get("conditioning_gain")), _fmt(v.get("order_gain"))]
                     for slug, v in metrics["conditioning"].items() if v]
     if conditioning:
         tables.append(("Conditioning gain on the reference pairs",
-                       ["video model", "clips", "segment (s)", "CE matched", "CE shuffled", "CE null", "gain ↑"],
+                       ["video model", "clips", "segment (s)", "CE matched", "CE shuffled", "CE halves swapped",
+                        "CE null", "gain ↑", "order gain ↑"],
                        conditioning, "Decoder cross-entropy (nats) of the reference music with its own video, "
-                                     "another clip's video and MusicGen's null condition; gain = shuffled − matched."))
+                                     "another clip's video, its own video with the two halves swapped in time, and "
+                                     "MusicGen's null condition; gain = shuffled − matched, order gain = swapped − "
+                                     "matched (0: the conditioning is a summary of the clip, not a timeline). "
+                                     "metrics.json has the per-second cross-entropy (timeline)."))
     return tables
 
 

@@ -370,7 +370,7 @@ def _reference_gain(judge: VideoBGM, clips: list[Clip], cache: Path, segment: fl
     if not ready:
         return None
     dataset = SegmentDataset(ready, segment, judge.config.fps, judge.musicgen.frame_rate)
-    return conditioning_losses(judge, dataset, options.batch_size, judge.device)
+    return conditioning_losses(judge, dataset, options.batch_size, judge.device, timeline=True)
 
 
 def _retrieval(judge: VideoBGM, pieces: dict[str, list[Path]], clips: list[Clip], cache: Path,

@@ -49,7 +49,8 @@ class OptimConfig:
     eval_every: int = 500
     save_every: int = 500
     keep_last: int = 3                 # step checkpoints kept, besides the best
-    early_stopping_patience: int = 10  # evaluations without a better validation loss (0: off)
+    early_stopping_patience: int = 10  # evaluations without a better validation score (0: off)
+    best_by: typing.Literal["loss", "gain"] = "loss"  # the best checkpoint: lowest validation loss, or highest conditioning gain
     log_every: int = 10
 
     def validate(self) -> None:

@@ -7,7 +7,9 @@ devices, several GPUs, mixed precision and gradient accumulation; there is no se
 path for them.
 
 Validation reports the **conditioning gain**: the cross-entropy with shuffled videos minus the
-cross-entropy with the matching videos. Zero means the music does not depend on the video.
+cross-entropy with the matching videos. Zero means the music does not depend on the video. The
+test split is scored before training (the run's own untrained baseline) and after; a run whose
+loss fell while its gain stayed near zero ends with a warning (a collapsed encoder).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from ..data.segments import SegmentDataset
 from ..errors import UserInputError
 from ..frames import build_frame_encoder
 from ..musicgen import MusicGen
-from ..objective import batch_loss, collate, conditioning_losses
+from ..objective import batch_loss, collapse_warning, collate, conditioning_losses
 from ..outputs import write_atomic
 from ..pipeline import VideoBGM
 from ..refs import resolve_reference
@@ -192,12 +194,16 @@ class Trainer:
         unwrapped = acc.unwrap_model(model.temporal)
 
         folder = self.out / "checkpoints"
-        state = {"step": 0, "epoch": 0, "batches_done": 0, "best_validation_loss": None,
-                 "evals_without_improvement": 0, "stopped_early": False}
+        state = {"step": 0, "epoch": 0, "batches_done": 0, "best_validation_loss": None, "best_score": None,
+                 "best_by": opt_cfg.best_by, "evals_without_improvement": 0, "stopped_early": False}
         existing = ckpt.step_checkpoints(folder)
         if existing:
             state = ckpt.load_checkpoint(existing[-1], unwrapped, optimizer, scheduler)
             self.log_line(f"resuming from {existing[-1]} (step {state['step']})")
+            self._resume_best_by(state)
+        if opt_cfg.best_by == "gain" and val_set is not None and len(val_set) < 2:
+            raise UserInputError("train.best_by: gain needs two or more validation clips (the gain pairs each "
+                                 f"clip's music with another clip's video); the validation split has {len(val_set)}")
         acc.init_trackers("train", config={"output_dir": cfg.output_dir, "seed": cfg.seed} | {
             f"train.{k}": v for k, v in vars(opt_cfg).items() if isinstance(v, (int, float, str))}
             | ({"wandb": {"project": cfg.wandb_project}} if cfg.wandb_project else {}))
@@ -222,8 +228,13 @@ class Trainer:
         bar = tqdm(total=opt_cfg.max_steps, initial=state["step"], desc="training", unit="step",
                    disable=not (self.show_progress and acc.is_main_process), dynamic_ncols=True)
         stop = state["step"] >= opt_cfg.max_steps or state["stopped_early"]
-        if val_set is not None and state["step"] == 0 and not existing:
-            self._validate(model, val_set, state, log, save)  # the untrained baseline, at step 0
+        if not existing:  # the untrained baselines, at step 0
+            if test_set is not None:
+                state["untrained_test"] = self.evaluate(model, test_set)
+                log("untrained_test", state["untrained_test"])
+                self.log_line(f"untrained: {_summary('test', state['untrained_test'])}")
+            if val_set is not None:
+                self._validate(model, val_set, state, log, save)
         model.temporal.train()
         while not stop:
             # Resuming mid-epoch: leave out the clips already seen (all processes' batches).
@@ -268,23 +279,35 @@ class Trainer:
         acc.end_training()
         return result
 
+    def _resume_best_by(self, state: dict) -> None:
+        """A checkpoint's best score is by the criterion it was saved under (loss before best_by existed)."""
+        by = self.config.train.best_by
+        if "best_score" not in state:
+            state["best_by"], state["best_score"] = "loss", state.get("best_validation_loss")
+        if state["best_by"] != by:
+            self.log_line(f"train.best_by changed from {state['best_by']} to {by}: the best checkpoint is chosen "
+                          "afresh from the next validation on")
+            state["best_by"], state["best_score"] = by, None
+
     def _validate(self, model, val_set, state, log, save) -> bool:
-        """Evaluate; keep the best checkpoint; True when early stopping says stop."""
+        """Evaluate; keep the best checkpoint (by ``train.best_by``); True when early stopping says stop."""
         values = self.evaluate(model, val_set)
         log("validation", values)
-        gain = values.get("conditioning_gain")
-        self.log_line(f"step {state['step']}: validation loss {values['loss']:.4f}"
-                      + (f", conditioning gain {gain:+.4f}" if gain is not None else ""))
-        best = state["best_validation_loss"]
-        if best is None or values["loss"] < best:
-            state["best_validation_loss"] = values["loss"]
-            state["evals_without_improvement"] = 0
+        self.log_line(f"step {state['step']}: {_summary('validation', values)}")
+        if state["step"] == 0:
+            state["baseline_validation"] = values
+        by = self.config.train.best_by
+        score = values["loss"] if by == "loss" else -values["conditioning_gain"]  # lower is better
+        if state["best_score"] is None or score < state["best_score"]:
+            state.update(best_score=score, best_validation_loss=values["loss"], best_validation=values,
+                         evals_without_improvement=0)
             save("best")
             return False
         state["evals_without_improvement"] += 1
         patience = self.config.train.early_stopping_patience
         if patience and state["evals_without_improvement"] >= patience:
-            self.log_line(f"early stopping: no better validation loss in {patience} evaluations")
+            what = "validation loss" if by == "loss" else "conditioning gain"
+            self.log_line(f"early stopping: no better {what} in {patience} evaluations")
             return True
         return False
 
@@ -298,13 +321,24 @@ class Trainer:
         if test_set is not None:
             test = self.evaluate(model, test_set)
             log("test", test)
-            gain = test.get("conditioning_gain")
-            self.log_line(f"test loss {test['loss']:.4f}" + (f", conditioning gain {gain:+.4f}" if gain is not None else ""))
+            self.log_line(_summary("test", test))
+        # Collapse: judged on validation (the baseline against the exported checkpoint), else on test.
+        before, after, split = ((state.get("baseline_validation"), state.get("best_validation"), "validation")
+                                if val_set is not None else (state.get("untrained_test"), test, "test"))
+        warning = collapse_warning(before, after, split) if before and after else None
+        if warning:
+            self.log_line(f"warning: {warning}")
         model_dir = self.out / MODEL_DIR
         if self.accelerator.is_main_process:
-            model.save_pretrained(model_dir)
+            metrics = {"step": state["step"], "best_by": self.config.train.best_by,
+                       "best_validation_loss": state["best_validation_loss"], "untrained_test": state.get("untrained_test"),
+                       "test": test, "warnings": [warning] if warning else []}
+            model.info = {"source": f"trained with training.py in {self.out}", "training": self.config.to_dict(),
+                          "metrics": {f"{name}_{k}": v for name in ("untrained_test", "test")
+                                      for k, v in (metrics[name] or {}).items() if isinstance(v, (int, float))},
+                          "warnings": metrics["warnings"]}
+            model.save_pretrained(model_dir, model_card=True)
             (model_dir / CONFIG_NAME).write_text(dump_train_config(self.config))
-            metrics = {"step": state["step"], "best_validation_loss": state["best_validation_loss"], "test": test}
             (model_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
             if skipped:
                 self.log_line(f"{len(skipped)} clips skipped:")
@@ -313,3 +347,9 @@ class Trainer:
             self.log_line(f"model written to {model_dir}")
         self.accelerator.wait_for_everyone()
         return RunResult(model_dir, state["step"], state["best_validation_loss"], test, skipped)
+
+
+def _summary(split: str, values: dict) -> str:
+    gains = [f", {name.replace('_', ' ')} {values[name]:+.4f}" for name in ("conditioning_gain", "order_gain")
+             if values.get(name) is not None]
+    return f"{split} loss {values['loss']:.4f}" + "".join(gains)
