@@ -76,3 +76,15 @@ def test_the_console_script_runs_each_tool_under_its_own_name():
 def test_each_script_says_its_version(script):
     result = subprocess.run([PYTHON, script, "--version"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.strip() == f"{Path(script).name} 0.1.0"
+
+
+COMPUTING = ["code/inference/generate.py", "code/inference/gradio_app/app.py", "code/training/training.py",
+             "code/evaluation/evaluate.py", "code/tools/prepare_dataset.py"]
+
+
+@pytest.mark.parametrize("script", COMPUTING)
+def test_every_computing_command_takes_a_thread_count(script):
+    result = subprocess.run([PYTHON, script, "--threads", "0"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "argument --threads: must be >= 1, got 0" in result.stderr, result.stderr
+    assert "--threads N" in subprocess.run([PYTHON, script, "--help"], cwd=REPO, capture_output=True, text=True,
+                                           timeout=60).stdout

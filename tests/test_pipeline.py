@@ -90,6 +90,18 @@ def test_an_optimizer_step_changes_only_the_video_encoder(tiny_model):
     assert all(p.grad is None for p in model.frame_encoder.parameters())
 
 
+def test_train_and_eval_switch_only_the_video_encoder(tiny_model):
+    try:
+        assert tiny_model.train() is tiny_model and tiny_model.temporal.training
+        assert not tiny_model.frame_encoder.training and not tiny_model.musicgen.model.training
+        features, mask = _features(tiny_model)
+        assert tiny_model.eval() is tiny_model and not tiny_model.temporal.training
+        with torch.no_grad():  # no dropout: the same tokens twice
+            assert torch.equal(tiny_model.condition(features, mask)[0], tiny_model.condition(features, mask)[0])
+    finally:
+        tiny_model.eval()
+
+
 def test_generate_refuses_absurd_durations_and_windows(tiny_model, clip_3s):
     """Any length is made window by window (tests/test_windows.py), up to a sanity bound."""
     from video_bgm.errors import UserInputError

@@ -276,3 +276,13 @@ def test_manifest_with_captions_trains(tmp_path, tiny_bundle, clips12):
     config.write_text(yaml.safe_dump(text))
     assert training_main("--config", config) == 0
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+
+
+def test_threads_sets_torchs_thread_count(tmp_path, tiny_bundle, monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_test_video(videos / "silent.mp4", duration=2.0, audio=False)  # fails after the threads are set
+    assert training_main("--config", tiny_config(tmp_path, tiny_bundle, videos), "--threads", "1") == 1
+    assert calls == [1]
