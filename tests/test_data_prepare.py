@@ -175,6 +175,23 @@ def test_near_duplicates_are_found_across_sources_only():
     assert got["b/1"] == (pytest.approx(4 / 6), "a/1")
 
 
+def test_no_pair_within_the_distance_is_missed_by_the_bands():
+    """Brute force against the banded search, with pairs at exactly the distance, their bits spread out."""
+    from video_bgm.data.scores import duplicate_scores
+
+    rng = np.random.default_rng(1)
+    for distance in (0, 3, 8, 12):
+        base = [int(x) for x in rng.integers(0, 2**63, 20)]
+        copies = []
+        for h in base:
+            bits = rng.choice(63, distance, replace=False) if distance else []
+            copies.append(h ^ sum(1 << int(b) for b in bits))
+        far = [h ^ (2**63 - 1) for h in base[:5]]  # every bit flipped: never near
+        got = duplicate_scores([("a/1", "a", base), ("b/1", "b", copies), ("c/1", "c", far)], max_distance=distance)
+        assert got["b/1"] == (1.0, "a/1"), distance
+        assert got["c/1"][0] == 0.0
+
+
 # --- the command line, SIGKILL, Demucs ------------------------------------------------------
 def tiny_demucs(folder: Path) -> Path:
     """A small randomly initialised HTDemucs (8 channels, not 48; one transformer layer, not 5; 1 s

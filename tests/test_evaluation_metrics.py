@@ -63,6 +63,32 @@ def test_diversity_is_the_mean_pairwise_distance_of_piece_means():
 
 
 # --- retrieval ranks --------------------------------------------------------------------------
+def test_precision_recall_density_coverage_equal_the_reference_code():
+    prdc_reference = pytest.importorskip("prdc")
+    from video_bgm.evaluation.manifold import prdc
+
+    rng = np.random.default_rng(0)
+    real, fake = rng.normal(size=(60, 16)), rng.normal(0.3, 1.2, size=(45, 16))
+    ours = prdc(real, fake, k=5)
+    theirs = prdc_reference.compute_prdc(real, fake, nearest_k=5)
+    for name in ("precision", "recall", "density", "coverage"):
+        assert ours[name] == pytest.approx(float(theirs[name]), rel=1e-4), name
+
+
+def test_coverage_and_density_fall_as_the_generated_set_drifts():
+    from video_bgm.evaluation.manifold import prdc
+
+    rng = np.random.default_rng(1)
+    real = rng.normal(size=(80, 8))
+    same = prdc(real, real)
+    assert same["precision"] == same["recall"] == same["coverage"] == 1.0 and 0.8 < same["density"] < 1.2
+    drifting = [prdc(real, real + shift) for shift in (0.0, 0.6, 1.2, 2.5)]  # shifted in every dimension
+    for key in ("coverage", "density", "precision"):
+        values = [d[key] for d in drifting]
+        assert values == sorted(values, reverse=True) and values[-1] < 0.2 * values[0], (key, values)
+    assert prdc(real[:5], real) is None, "5 pieces have no 5th neighbour"
+
+
 def test_ranks_and_retrieval_metrics():
     ce = np.array([[1.0, 2.0, 3.0],   # own video best: rank 1
                    [1.0, 2.0, 3.0],   # own video second: rank 2

@@ -64,16 +64,26 @@ def duplicate_scores(clips: list[tuple[str, str, list[int]]], max_distance: int 
     the share of its hashed frames within ``max_distance`` bits of a frame of an EARLIER clip of
     another source, and the clip that has most of them. The first copy is never the duplicate.
 
-    Candidates come from 8 bands of 8 bits: two hashes within 7 bits share a band exactly, and a random
-    pair shares one with probability 8/256, so about 1/32 of the earlier frames are compared, not all.
+    Candidates come from ``max_distance`` + 1 bands that split the hash's 63 bits (its top bit is
+    always 0): two hashes within ``max_distance`` bits share at least one band exactly (pigeonhole),
+    while a random pair shares one of the 9 bands of 7 bits (the default) with probability about
+    9/128, so only a small share of the earlier frames is compared, and no near pair is missed.
     """
-    bands: dict[tuple[int, int], list[tuple[int, int]]] = {}  # (band, byte) -> [(clip index, hash)]
+    edges = np.linspace(0, 63, min(max_distance + 1, 63) + 1).round().astype(int).tolist()
+    spans = [(lo, (1 << (hi - lo)) - 1) for lo, hi in zip(edges, edges[1:])]  # (shift, mask) per band
+
+    def keys(h: int):
+        return [(band, (h >> shift) & mask) for band, (shift, mask) in enumerate(spans)]
+
+    bands: dict[tuple[int, int], list[tuple[int, int]]] = {}  # (band, bits) -> [(clip index, hash)]
+    everything = max_distance >= 63  # every pair is near: one band holds them all
     out = {}
     for index, (clip_id, source, hashes) in enumerate(clips):
         matched, votes = 0, {}
         for h in hashes:
             best = None
-            for candidate, other in {c for band in range(8) for c in bands.get((band, (h >> (8 * band)) & 0xFF), ())}:
+            near = {c for k in ([(0, 0)] if everything else keys(h)) for c in bands.get(k, ())}
+            for candidate, other in near:
                 if clips[candidate][1] != source and bin(h ^ other).count("1") <= max_distance:
                     best = candidate if best is None else min(best, candidate)
             if best is not None:
@@ -82,6 +92,6 @@ def duplicate_scores(clips: list[tuple[str, str, list[int]]], max_distance: int 
         of = clips[max(votes, key=lambda c: (votes[c], -c))][0] if votes else None
         out[clip_id] = (matched / len(hashes) if hashes else 0.0, of)
         for h in hashes:
-            for band in range(8):
-                bands.setdefault((band, (h >> (8 * band)) & 0xFF), []).append((index, h))
+            for k in [(0, 0)] if everything else keys(h):
+                bands.setdefault(k, []).append((index, h))
     return out

@@ -75,6 +75,14 @@ def build_tables(metrics: dict) -> list[tuple[str, list[str], list[list[str]], s
     tables = [("Audio quality and diversity", quality_headers, quality,
                "FAD against the reference music (lower is closer). Diversity: mean pairwise Euclidean distance of "
                "the pieces' mean embeddings (scale of each embedding model; compare with the reference row). CLAP text score: cosine similarity of music and caption.")]
+    measures = ("precision", "recall", "density", "coverage")
+    fidelity = [[s["name"], k] + [_fmt(s["prdc"][k][m]) for m in measures]
+                for s in systems.values() for k in kinds if (s.get("prdc") or {}).get(k)]
+    if fidelity:
+        tables.append(("Fidelity and diversity against the reference (Naeem et al. 2020)",
+                       ["system", "embedding", "precision ↑", "recall ↑", "density", "coverage ↑"], fidelity,
+                       "One sample per piece (its mean embedding); balls reach each sample's 5th nearest neighbour. "
+                       "Density near 1 and coverage near 1 for music like the reference; None below 6 pieces."))
 
     retrieval_headers = ["system", "judge", "videos", "mean rank ↓ (chance)", "recall@1 ↑ (chance)", "MRR ↑ (chance)",
                          "CE own video", "CE other videos", "gain ↑", "CE null"]

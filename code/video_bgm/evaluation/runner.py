@@ -34,7 +34,7 @@ from ..errors import MediaError, ModelError, UserInputError
 from ..loudness import limit_peak
 from ..objective import conditioning_losses
 from ..pipeline import VideoBGM, resolve_device
-from . import correspondence, diversity, rhythm
+from . import correspondence, diversity, manifold, rhythm
 from .data import ReferenceSet, has_video, load_reference, read_generated
 from . import DEFAULT_CLAP
 from .embeddings import ClapEmbedder, EmbeddingCache, EncodecEmbedder
@@ -303,7 +303,7 @@ def _embed_reference(reference: ReferenceSet, embedders: dict, store: EmbeddingC
 def _score_system(system: System, ref_embeddings: dict, embedders: dict, store: EmbeddingCache,
                   options: EvalOptions, reference: ReferenceSet) -> dict:
     result = {"pieces": sum(len(t) for t in system.pieces.values()), "videos": len(system.pieces),
-              "fad": {}, "diversity": {}}
+              "fad": {}, "diversity": {}, "prdc": {}}
     unknown = sorted(set(system.pieces) - {c.id for c in reference.clips})
     if unknown:
         result["unmatched_ids"] = unknown[:20]
@@ -312,6 +312,8 @@ def _score_system(system: System, ref_embeddings: dict, embedders: dict, store: 
         first = [t[0] for t in takes.values()]
         reference_set = list(ref_embeddings[name].values())
         result["fad"][name] = _fad_or_none(first, reference_set)
+        result["prdc"][name] = manifold.prdc(np.stack([diversity.piece_vector(e) for e in reference_set]),
+                                             np.stack([diversity.piece_vector(e) for e in first])) if first else None
         result["diversity"][name] = {
             "across_videos": diversity.mean_pairwise_distance(np.stack([diversity.piece_vector(e) for e in first]))
             if len(first) > 1 else None,
