@@ -55,6 +55,14 @@ def test_generate_and_score_with_baselines_then_rerun_only_scores(tmp_path, tiny
     # different systems make different music
     assert (generated / "model/clip00.take0.wav").read_bytes() != (generated / "musicgen-text/clip00.take0.wav").read_bytes()
     assert (generated / "model/clip00.take0.wav").read_bytes() != (generated / "model/clip00.take1.wav").read_bytes()
+    # ... that sounds different, not only other bytes: the tiny codec decodes other codes to other audio
+    import soundfile
+
+    pieces = [soundfile.read(generated / f"model/clip0{i}.take0.wav")[0].ravel() for i in (0, 1)]
+    n = min(map(len, pieces))
+    assert abs(np.corrcoef(pieces[0][:n], pieces[1][:n])[0, 1]) < 0.9
+    assert systems["model"]["diversity"]["encodec"]["across_videos"] > 0.01
+    assert "order_gain" in gain and len(gain["timeline"]["loss"]) == 1  # 1 s of music: one second
 
     page = (out / "index.html").read_text()
     assert "Audio quality and diversity" in page and "Video retrieval" in page and "MusicGen, unconditional" in page

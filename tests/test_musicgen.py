@@ -122,6 +122,23 @@ def test_encode_decode_shapes(mg):
     assert mg.decode(codes).shape == (1, mg.audio_channels, 32000)
 
 
+def test_the_tiny_codec_tells_sounds_and_codes_apart(mg):
+    """Different sounds get different codes, and different codes decode to different, audible audio
+    (a random codec's biases would otherwise make every piece the same waveform)."""
+    import math
+
+    t = torch.arange(64000) / 32000
+    low, high = (torch.sin(2 * math.pi * f * t).expand(1, mg.audio_channels, -1) * 0.5 for f in (220.0, 1760.0))
+    a, b = mg.encode_audio(low), mg.encode_audio(high)
+    assert (a != b).float().mean() > 0.5
+    g = torch.Generator().manual_seed(0)
+    codes = torch.randint(0, 64, (2, mg.num_codebooks, 100), generator=g)
+    for x, y in ((mg.decode(a), mg.decode(b)), tuple(mg.decode(codes).unbind(0))):
+        x, y = x.flatten(), y.flatten()
+        assert abs(torch.corrcoef(torch.stack([x, y]))[0, 1]) < 0.5
+        assert 0.01 < x.pow(2).mean().sqrt() < 1.0
+
+
 def test_long_codes_decode_in_chunks_like_one_decode(mg, monkeypatch):
     """Memory: EnCodec never decodes more than a chunk and its context at once; sound: the
     crossfaded chunks are the one-piece decode (the same codes decoded twice at each seam)."""
