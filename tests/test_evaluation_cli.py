@@ -61,7 +61,7 @@ def test_generate_and_score_with_baselines_then_rerun_only_scores(tmp_path, tiny
     pieces = [soundfile.read(generated / f"model/clip0{i}.take0.wav")[0].ravel() for i in (0, 1)]
     n = min(map(len, pieces))
     assert abs(np.corrcoef(pieces[0][:n], pieces[1][:n])[0, 1]) < 0.9
-    assert systems["model"]["diversity"]["encodec"]["across_videos"] > 0.01
+    assert systems["model"]["diversity"]["encodec"]["across_videos"] > 0.001  # 0.000 with a codec that ignored its codes
     assert "order_gain" in gain and len(gain["timeline"]["loss"]) == 1  # 1 s of music: one second
 
     page = (out / "index.html").read_text()
