@@ -81,9 +81,8 @@ def random_musicgen(config: MusicgenConfig, seed: int = 0) -> MusicgenForConditi
     """A MusicGen with random weights and the published checkpoints' generation defaults."""
     torch.manual_seed(seed)
     model = MusicgenForConditionalGeneration(config).eval()
-    _zero_codec_biases(model.audio_encoder)
     _init_codebooks_from_audio(model.audio_encoder, seed)
-    _scale_decoder_output(model.audio_encoder, seed)
+    _make_decoder_follow_codes(model.audio_encoder, seed)
     vocab = config.decoder.vocab_size
     gen = model.generation_config
     gen.decoder_start_token_id = gen.pad_token_id = gen.bos_token_id = vocab
@@ -92,27 +91,26 @@ def random_musicgen(config: MusicgenConfig, seed: int = 0) -> MusicgenForConditi
 
 
 @torch.no_grad()
-def _zero_codec_biases(codec) -> None:
-    """Random biases add one offset to every latent and every waveform that swamps what the input
-    changes: every sound would get nearly the same latent, and every code decode to the same
-    waveform (correlation 1.0000 between any two pieces). At zero, different sounds get different
-    latents and different codes decode to different audio. The compute is the same."""
-    for name, p in codec.named_parameters():
+def _make_decoder_follow_codes(codec, seed: int, level: float = 0.1) -> None:
+    """Random biases give every latent one large offset and the decoder its own, which swamp what
+    the codes change: every code decoded to the same waveform (correlation 1.0000 between any two
+    pieces). The codebooks' common offset moves into the encoder's last bias (so every sound keeps
+    its codes: nearest neighbours do not change when latents and codebooks shift alike), the
+    decoder's biases go to zero and its last convolution is scaled so that random codes decode to
+    RMS ``level``. The compute is the same."""
+    offset = torch.stack([layer.codebook.embed for layer in codec.quantizer.layers[:1]]).mean(dim=(0, 1))
+    codec.encoder.layers[-1].conv.bias.sub_(offset)
+    first = codec.quantizer.layers[0].codebook
+    first.embed.sub_(offset)
+    first.embed_avg.copy_(first.embed)
+    for name, p in codec.decoder.named_parameters():
         if "bias" in name:
             p.zero_()
-
-
-@torch.no_grad()
-def _scale_decoder_output(codec, seed: int, level: float = 0.1) -> None:
-    """Scale the decoder's last convolution (it has no bias now, so the output scales with it) so
-    that random codes decode to a waveform of RMS ``level``, not to near-silence."""
     g = torch.Generator().manual_seed(seed)
-    quantizer, books = codec.quantizer, len(codec.quantizer.layers)
-    codes = torch.randint(0, codec.config.codebook_size, (books, 1, 50), generator=g)  # 1 s of codes
-    rms = codec.decoder(quantizer.decode(codes)).pow(2).mean().sqrt()
-    last = codec.decoder.layers[-1].conv
+    codes = torch.randint(0, codec.config.codebook_size, (len(codec.quantizer.layers), 1, 50), generator=g)
+    rms = codec.decoder(codec.quantizer.decode(codes)).pow(2).mean().sqrt()
     if rms > 0:
-        last.parametrizations.weight.original0.mul_(level / rms)  # weight norm's magnitude
+        codec.decoder.layers[-1].conv.parametrizations.weight.original0.mul_(level / rms)  # weight norm's magnitude
 
 
 @torch.no_grad()
