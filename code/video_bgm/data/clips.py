@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..errors import UserInputError
 from ..media import VIDEO_EXTENSIONS, find_videos
+from ..outputs import write_atomic
 from .config import DataConfig
 
 SPLIT_NAME = "split.json"
@@ -172,7 +173,7 @@ def load_or_make_split(output_dir: Path, clips: list[Clip], config: DataConfig) 
         split = {name: [i for i in ids if i in available] for name, ids in split.items()}
     else:
         split = split_clips(clips, config.val_fraction, config.test_fraction, config.split_seed)
-        path.write_text(json.dumps(split, indent=1) + "\n")
+        write_atomic(path, json.dumps(split, indent=1) + "\n")  # a run killed here leaves no half a split
     if not split["training"]:
         raise UserInputError(f"{path}: no usable training clips left")
     return split, notes
