@@ -98,9 +98,9 @@ def _make_decoder_follow_codes(codec, seed: int, level: float = 0.1) -> None:
     its codes: nearest neighbours do not change when latents and codebooks shift alike), the
     decoder's biases go to zero and its last convolution is scaled so that random codes decode to
     RMS ``level``. The compute is the same."""
-    offset = torch.stack([layer.codebook.embed for layer in codec.quantizer.layers[:1]]).mean(dim=(0, 1))
+    first = codec.quantizer.layers[0].codebook  # the later stages hold residuals, about zero-mean
+    offset = first.embed.mean(dim=0)
     codec.encoder.layers[-1].conv.bias.sub_(offset)
-    first = codec.quantizer.layers[0].codebook
     first.embed.sub_(offset)
     first.embed_avg.copy_(first.embed)
     for name, p in codec.decoder.named_parameters():
