@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -111,3 +112,33 @@ def test_collapse_is_a_falling_loss_with_no_gain():
     assert collapse_warning(before, {"loss": 3.8, "conditioning_gain": 0.3}) is None  # the video matters
     assert collapse_warning(before, {"loss": 6.09, "conditioning_gain": 0.0}) is None  # nothing learned at all
     assert collapse_warning(before, {"loss": 3.8}) is None  # one clip: no gain to judge by
+
+
+def test_the_timeline_sets_change_when_they_say(tmp_path):
+    """switch: colour and pitch change at mid-clip; motion: the bar moves at its speed, clicks at its rate."""
+    import soundfile
+
+    from conftest import run_script
+    from video_bgm import media
+    from video_bgm.synthetic import MOTION_CLICKS, MOTION_SPEEDS, PAIRED_COLOURS, PAIRED_PITCHES
+
+    result = run_script("code/tools/make_synthetic_dataset.py", tmp_path / "switch", "--kind", "switch", "--clips", "4",
+                        "--seconds", "2")
+    assert result.returncode == 0, result.stderr
+    frames, _ = media.sample_frames(tmp_path / "switch/videos/switch00.mp4", 2.0)
+    colours = [tuple(int(c) for c in f[20, 20]) for f in frames]
+    assert all(abs(a - b) < 8 for a, b in zip(colours[0], PAIRED_COLOURS[0]))
+    assert all(abs(a - b) < 8 for a, b in zip(colours[-1], PAIRED_COLOURS[1]))
+    music, rate = soundfile.read(tmp_path / "switch/audio/switch00.wav")
+    half = len(music) // 2
+    peaks = [np.fft.rfftfreq(half, 1 / rate)[np.abs(np.fft.rfft(part)).argmax()] for part in (music[:half], music[half:])]
+    assert peaks == [pytest.approx(PAIRED_PITCHES[0], abs=1), pytest.approx(PAIRED_PITCHES[1], abs=1)]
+
+    assert run_script("code/tools/make_synthetic_dataset.py", tmp_path / "motion", "--kind", "motion", "--clips", "4",
+                      "--seconds", "2").returncode == 0
+    for k in (0, 3):
+        frames, _ = media.sample_frames(tmp_path / f"motion/videos/motion0{k}.mp4", 10.0)
+        bar = [int(np.argmax(f[16, :, 0].numpy() < 80)) for f in frames[:3]]
+        assert bar[1] - bar[0] == pytest.approx(MOTION_SPEEDS[k] / 10 * 28, abs=1.5)  # width 32 - bar 4
+        clicks, rate = soundfile.read(tmp_path / f"motion/audio/motion0{k}.wav")
+        assert (np.abs(clicks) > 0.5).reshape(-1, rate // 100).any(axis=1).sum() == pytest.approx(2 * MOTION_CLICKS[k], abs=1)

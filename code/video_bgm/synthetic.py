@@ -209,6 +209,71 @@ def write_paired_clips(folder, count: int, duration: float = 3.0, fps: float = 1
     return folder
 
 
+# Timeline sets (videos_and_wavs layout: OUT/videos/*.mp4 + OUT/audio/*.wav), where the music
+# follows WHEN something happens in the picture, not only what it shows.
+TIMELINE_RATE = 32000
+MOTION_SPEEDS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4)  # bar sweeps across the frame per second
+MOTION_CLICKS: tuple[float, ...] = (2.0, 4.0, 6.0, 8.0)  # clicks per second, one rate per speed
+
+
+def write_switch_clips(folder, count: int, duration: float = 4.0, fps: float = 10,
+                       size: tuple[int, int] = (32, 32)) -> Path:
+    """Clips whose colour changes at mid-clip, and the tone's pitch with it (colour picks pitch as in
+    ``write_paired_clips``): every ordered pair of two different colours in turn, so only a model
+    that knows *when* each colour is shown can place the pitches (the order gain)."""
+    import soundfile
+
+    folder = Path(folder)
+    (folder / "videos").mkdir(parents=True, exist_ok=True)
+    (folder / "audio").mkdir(exist_ok=True)
+    pairs = [(a, b) for a in range(4) for b in range(4) if a != b]
+    for i in range(count):
+        a, b = pairs[i % len(pairs)]
+        seconds = duration + 0.1 * (i // len(pairs))  # every clip differs (the cache keys by content)
+        switch = seconds / 2
+        write_test_video(folder / "videos" / f"switch{i:02d}.mp4", duration=seconds, fps=fps, size=size, audio=False,
+                         color_fn=lambda t, a=a, b=b, switch=switch: PAIRED_COLOURS[a] if t < switch else PAIRED_COLOURS[b])
+        t = np.arange(round(seconds * TIMELINE_RATE)) / TIMELINE_RATE
+        pitch = np.where(t < switch, PAIRED_PITCHES[a], PAIRED_PITCHES[b])
+        soundfile.write(folder / "audio" / f"switch{i:02d}.wav", (0.5 * np.sin(2 * np.pi * pitch * t)).astype(np.float32),
+                        TIMELINE_RATE)
+    return folder
+
+
+def write_motion_clips(folder, count: int, duration: float = 4.0, fps: float = 10,
+                       size: tuple[int, int] = (32, 32)) -> Path:
+    """Clips of one grey picture with a dark bar sweeping across it at one of four speeds, from a
+    position of its own per clip; the music is a click track whose rate the speed sets. Only how
+    fast the picture moves tells the clips apart."""
+    import soundfile
+
+    folder = Path(folder)
+    (folder / "videos").mkdir(parents=True, exist_ok=True)
+    (folder / "audio").mkdir(exist_ok=True)
+    width, height = size
+    bar = max(1, width // 8)
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        k = i % len(MOTION_SPEEDS)
+        seconds = duration + 0.1 * (i // len(MOTION_SPEEDS))
+        phase = float(rng.uniform())
+        frames = round(seconds * fps)
+        time_base = 1 / (2 * Fraction(fps).limit_denominator(1001))
+        with av.open(str(folder / "videos" / f"motion{i:02d}.mp4"), "w", format="mp4") as out:
+            video = _add_video_stream(out, "libx264", width, height, fps, time_base, 0)
+            for j in range(frames):
+                rgb = np.full((height, width, 3), 128, dtype=np.uint8)
+                x = int(((phase + j / fps * MOTION_SPEEDS[k]) % 1.0) * (width - bar))
+                rgb[:, x:x + bar] = 40
+                frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+                frame.pts = 2 * j
+                _mux(out, video.encode(frame))
+            _mux(out, video.encode(None))
+        clicks = click_track(np.arange(0, seconds, 1 / MOTION_CLICKS[k]), seconds, TIMELINE_RATE)[0]
+        soundfile.write(folder / "audio" / f"motion{i:02d}.wav", clicks, TIMELINE_RATE)
+    return folder
+
+
 def write_text_file(path, text: str = "this is not a video\n") -> str:
     """A plain text file (e.g. named .mp4) for error tests."""
     Path(path).write_text(text)
