@@ -67,3 +67,16 @@ def test_marker_files_are_read_sorted_and_checked(tmp_path):
         read_cuts_file(markers, duration=4.0)
     with pytest.raises(MediaError, match="cuts file not found"):
         read_cuts_file(tmp_path / "none.txt")
+
+
+def test_detection_leaves_ffmpegs_own_logging_off(cut_video, tmp_path, capfd):
+    """PySceneDetect turns FFmpeg's logging on for the whole process unless told not to; then every
+    later encode prints x264's settings and AAC's statistics (two lines per prepared clip)."""
+    from video_bgm.synthetic import write_test_audio
+
+    detect_cuts(cut_video)
+    capfd.readouterr()
+    write_test_audio(tmp_path / "after.m4a", 1.0)  # an AAC encode: FFmpeg logs "Qavg" at info level
+    write_test_video(tmp_path / "after.mp4", duration=0.5)
+    err = capfd.readouterr().err
+    assert "[aac" not in err and "[libx264" not in err, err[:300]

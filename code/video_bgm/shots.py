@@ -41,7 +41,9 @@ def detect_cuts(path, detector: str = DEFAULT_DETECTOR, threshold: float | None 
     else:
         found = AdaptiveDetector(adaptive_threshold=value, min_scene_len=min_frames)
     try:
-        video = open_video(os.fspath(path), backend="pyav")
+        # suppress_output: PySceneDetect would otherwise turn on FFmpeg's own logging for the whole process
+        # (every later encode printing x264's settings and AAC's statistics).
+        video = open_video(os.fspath(path), backend="pyav", suppress_output=True)
         manager = SceneManager()
         manager.add_detector(found)
         manager.detect_scenes(video)
