@@ -161,14 +161,7 @@ class MusicGen:
         codes of the paired audio), codes_mask [B, T] (False = padding, ignored).
         Gradients flow into ``condition``; every MusicGen weight stays frozen.
         """
-        if codes_mask is not None:
-            codes = codes.masked_fill(~codes_mask.bool()[:, None, :], self._pad_id)
-        labels = self.delay_codes(codes).transpose(1, 2)  # (B, T + d - 1, K)
-        condition = condition.to(self.dtype) * condition_mask[..., None].to(self.dtype)
-        out = self.model.decoder(
-            encoder_hidden_states=condition, encoder_attention_mask=condition_mask.long(), labels=labels,
-        )
-        return out.loss
+        return self._teacher_forced(condition, condition_mask, codes, codes_mask)[0].loss
 
     def frame_losses(self, condition: torch.Tensor, condition_mask: torch.Tensor, codes: torch.Tensor,
                      codes_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -176,14 +169,8 @@ class MusicGen:
         codebook's token for frame t (codebook k's sits k steps later under the delay pattern).
         Padded frames are 0; the mean over the real frames of a batch is ``loss`` of that batch."""
         B, K, T = codes.shape
-        if codes_mask is not None:
-            codes = codes.masked_fill(~codes_mask.bool()[:, None, :], self._pad_id)
-        labels = self.delay_codes(codes).transpose(1, 2)
-        condition = condition.to(self.dtype) * condition_mask[..., None].to(self.dtype)
-        logits = self.model.decoder(
-            encoder_hidden_states=condition, encoder_attention_mask=condition_mask.long(), labels=labels,
-        ).logits
-        logits = logits.reshape(B, K, -1, logits.shape[-1])[:, :, -labels.shape[1]:]
+        out, codes = self._teacher_forced(condition, condition_mask, codes, codes_mask)
+        logits = out.logits.reshape(B, K, -1, out.logits.shape[-1])[:, :, -(T + self._delays - 1):]
         total = torch.zeros(B, T, device=logits.device)
         for k in range(K):
             shift = k // self.audio_channels
@@ -191,6 +178,18 @@ class MusicGen:
                 logits[:, k, shift:shift + T].float().transpose(1, 2), codes[:, k], reduction="none",
                 ignore_index=self._pad_id)
         return total / K
+
+    def _teacher_forced(self, condition, condition_mask, codes, codes_mask):
+        """The decoder on ``codes`` as labels (delay pattern applied, padding set to the pad id, which
+        the loss ignores): its output and the padded codes."""
+        if codes_mask is not None:
+            codes = codes.masked_fill(~codes_mask.bool()[:, None, :], self._pad_id)
+        labels = self.delay_codes(codes).transpose(1, 2)  # (B, T + d - 1, K)
+        condition = condition.to(self.dtype) * condition_mask[..., None].to(self.dtype)
+        out = self.model.decoder(
+            encoder_hidden_states=condition, encoder_attention_mask=condition_mask.long(), labels=labels,
+        )
+        return out, codes
 
     # --- generation --------------------------------------------------------------------------
     def _cross_attention_inputs(self, condition, condition_mask, guidance_scale):

@@ -11,7 +11,8 @@ the score histograms. Run it again to resume: what is done is not done again.
 
 from __future__ import annotations
 
-from ..cli import ArgumentParser, add_dataclass_arguments, add_threads_argument, dataclass_from_args, set_threads
+from ..cli import (ArgumentParser, add_dataclass_arguments, add_threads_argument, dataclass_from_args, positive_int,
+                   set_threads)
 
 PROG = "prepare_dataset.py"
 
@@ -49,15 +50,12 @@ def parse_args(argv=None, prog: str = PROG):
     from ..data.settings import PrepareSettings
 
     add_dataclass_arguments(p, PrepareSettings, HELP)  # one option per field: defaults and types from the dataclass
-    p.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default 1)")
+    p.add_argument("--workers", type=positive_int, default=1, help="worker processes on this machine (default 1)")
     p.add_argument("--ray", default=None, metavar="ADDRESS",
                    help="run the tasks on a Ray cluster (auto, ray://host:10001, or local for a local runtime)")
     add_threads_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = p.parse_args(argv)
-    if args.workers < 1:
-        p.error(f"--workers: must be >= 1, got {args.workers}")
-    return args
+    return p.parse_args(argv)
 
 
 def main(argv=None, prog: str = PROG) -> int:

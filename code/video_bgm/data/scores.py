@@ -73,16 +73,17 @@ def duplicate_scores(clips: list[tuple[str, str, list[int]]], max_distance: int 
     spans = [(lo, (1 << (hi - lo)) - 1) for lo, hi in zip(edges, edges[1:])]  # (shift, mask) per band
 
     def keys(h: int):
+        if max_distance >= 63:  # every pair is near: one band holds them all
+            return [(0, 0)]
         return [(band, (h >> shift) & mask) for band, (shift, mask) in enumerate(spans)]
 
     bands: dict[tuple[int, int], list[tuple[int, int]]] = {}  # (band, bits) -> [(clip index, hash)]
-    everything = max_distance >= 63  # every pair is near: one band holds them all
     out = {}
     for index, (clip_id, source, hashes) in enumerate(clips):
         matched, votes = 0, {}
         for h in hashes:
             best = None
-            near = {c for k in ([(0, 0)] if everything else keys(h)) for c in bands.get(k, ())}
+            near = {c for k in keys(h) for c in bands.get(k, ())}
             for candidate, other in near:
                 if clips[candidate][1] != source and bin(h ^ other).count("1") <= max_distance:
                     best = candidate if best is None else min(best, candidate)
@@ -92,6 +93,6 @@ def duplicate_scores(clips: list[tuple[str, str, list[int]]], max_distance: int 
         of = clips[max(votes, key=lambda c: (votes[c], -c))][0] if votes else None
         out[clip_id] = (matched / len(hashes) if hashes else 0.0, of)
         for h in hashes:
-            for k in [(0, 0)] if everything else keys(h):
+            for k in keys(h):
                 bands.setdefault(k, []).append((index, h))
     return out

@@ -312,11 +312,11 @@ def _score_system(system: System, ref_embeddings: dict, embedders: dict, store: 
         first = [t[0] for t in takes.values()]
         reference_set = list(ref_embeddings[name].values())
         result["fad"][name] = _fad_or_none(first, reference_set)
+        pieces = np.stack([diversity.piece_vector(e) for e in first]) if first else None  # one vector per piece
         result["prdc"][name] = manifold.prdc(np.stack([diversity.piece_vector(e) for e in reference_set]),
-                                             np.stack([diversity.piece_vector(e) for e in first])) if first else None
+                                             pieces) if first else None
         result["diversity"][name] = {
-            "across_videos": diversity.mean_pairwise_distance(np.stack([diversity.piece_vector(e) for e in first]))
-            if len(first) > 1 else None,
+            "across_videos": diversity.mean_pairwise_distance(pieces) if len(first) > 1 else None,
             "across_takes": diversity.across_takes(
                 [np.stack([diversity.piece_vector(e) for e in t]) for t in takes.values()]),
         }
