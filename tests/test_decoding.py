@@ -245,7 +245,7 @@ def test_windowed_generation_hands_back_the_decoders_pages_before_decoding(tmp_p
     mg.decode = decode_and_measure
 
     def music():
-        chunks = windows.generate(mg, lambda start, seconds: (cond, mask), 150, window=2.0, overlap=1.0,
+        chunks = windows.generate(mg, lambda start, seconds: (cond, mask, None), 150, window=2.0, overlap=1.0,
                                   generator=torch.Generator().manual_seed(1), top_k=50)
         return windows.render(chunks, 1, 150 * 640)
 

@@ -45,9 +45,9 @@ def test_captions_join_the_video_tokens_and_null_masks_everything(tiny_model):
     plain = collate(items(tiny_model, 2))
     captioned = collate(items(tiny_model, 2, caption="calm piano"))
     with torch.no_grad():
-        condition, mask = condition_batch(tiny_model, plain, CPU)
-        with_text, text_mask = condition_batch(tiny_model, captioned, CPU)
-        _, null_mask = condition_batch(tiny_model, captioned, CPU, null=True)
+        condition, mask, _ = condition_batch(tiny_model, plain, CPU)
+        with_text, text_mask, _ = condition_batch(tiny_model, captioned, CPU)
+        _, null_mask, _ = condition_batch(tiny_model, captioned, CPU, null=True)
     assert with_text.shape[1] > condition.shape[1] and text_mask.shape == with_text.shape[:2]
     assert mask.all() and not null_mask.any()
 

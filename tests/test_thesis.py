@@ -209,7 +209,7 @@ def test_thesis_frames_are_preprocessed_as_the_thesis_did_to_the_level(loaded, r
 def test_thesis_tokens_on_real_clips_match_the_thesis_code(loaded, reference, real_clips, name):
     clip = real_clips[name]
     info = media.probe_video(clip)
-    ours, mask = windows.video_condition(loaded, clip, info)(0.0, info.duration)  # what generation is conditioned on
+    ours, mask, _ = windows.video_condition(loaded, clip, info)(0.0, info.duration)  # what generation is conditioned on
     expected = reference.video_tokens(clip)
     assert ours.shape == expected.shape == (1, 30, DECODER_WIDTH) and mask.all()
     assert (ours - expected).abs().max().item() <= 1e-5

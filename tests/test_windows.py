@@ -157,7 +157,7 @@ def test_crossfaded_seams_match_one_long_decode(tiny_model):
 
     mg.generate_codes = keep
     try:
-        chunks = windows.generate(mg, lambda start, seconds: (cond, mask), 250, window=2.0, overlap=1.0,
+        chunks = windows.generate(mg, lambda start, seconds: (cond, mask, None), 250, window=2.0, overlap=1.0,
                                   generator=torch.Generator().manual_seed(1), top_k=50)
         audio = windows.render(chunks, 1, 250 * 640)
     finally:

@@ -97,8 +97,10 @@ class PreallocatedLayer(DynamicLayer):
 class Stepper:
     """Runs the decoder one step at a time over a cache sized for ``capacity`` positions.
 
-    ``condition``/``mask``: decoder-space cross-attention inputs for all rows [R, N, D], [R, N].
-    Calling it with input ids [R*K, L] returns the last position's logits [R*K, V].
+    ``condition``/``mask``: decoder-space cross-attention inputs for all rows [R, N, D] and either
+    MusicGen's [R, N] or a time band's additive [R, 1, P, N] for positions 0..P-1 (``time_band``;
+    each call then sees the rows of the positions it feeds). Calling it with input ids [R*K, L]
+    returns the last position's logits [R*K, V].
     ``static``: transformers' ``StaticCache`` (fixed shapes, what graph capture needs);
     ``compile`` (CUDA): a static cache and a CUDA-graph-compiled one-token step.
     """
@@ -106,6 +108,9 @@ class Stepper:
     def __init__(self, decoder: nn.Module, condition: torch.Tensor, mask: torch.Tensor, capacity: int,
                  static: bool = False, compile: bool = False):
         self.decoder, self.condition, self.mask = decoder, condition, mask
+        self.position = 0  # the decoder position the next input token takes
+        # A per-position mask reaches the compiled step through one fixed buffer (its graph reads it).
+        self._step_mask = mask[:, :, :1].clone() if mask.dim() == 4 else mask
         gemv.match_torch_threads()
         layers = decoder.config.num_hidden_layers
         if static or compile:
@@ -119,20 +124,31 @@ class Stepper:
         """Start a new generation with same-shaped conditioning, keeping the buffers (and with them
         the captured graphs, which read these exact tensors)."""
         self.cache.reset()
+        self.position = 0
         self.condition.copy_(condition)
         self.mask.copy_(mask)
 
-    def _forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def _forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         out = self.decoder(input_ids=input_ids, encoder_hidden_states=self.condition,
-                           encoder_attention_mask=self.mask, cache=self.cache, use_cache=True)
+                           encoder_attention_mask=mask, cache=self.cache, use_cache=True)
         return out.logits[:, -1]
 
+    def _mask_for(self, length: int) -> torch.Tensor:
+        if self.mask.dim() == 2:
+            return self.mask
+        return self.mask[:, :, self.position:self.position + length]
+
     def __call__(self, input_ids: torch.Tensor) -> torch.Tensor:
-        if self._compiled is None or input_ids.shape[-1] != 1:  # the first (multi-token) step runs eagerly
-            return self._forward(input_ids)
+        length = input_ids.shape[-1]
+        mask = self._mask_for(length)
+        self.position += length
+        if self._compiled is None or length != 1:  # the first (multi-token) step runs eagerly
+            return self._forward(input_ids, mask)
+        if mask is not self.mask:
+            self._step_mask.copy_(mask)
         try:
-            return self._compiled(input_ids).clone()  # CUDA-graph outputs are overwritten by the next replay
+            return self._compiled(input_ids, self._step_mask).clone()  # CUDA-graph outputs are overwritten by the next replay
         except Exception as err:  # a compiler failure must not cost the user their generation
             warnings.warn(f"compiled decoding step failed ({type(err).__name__}: {err}); continuing without it")
             self._compiled = None
-            return self._forward(input_ids)
+            return self._forward(input_ids, mask)

@@ -24,6 +24,7 @@ from .decoding import Stepper, use_few_row_kernel
 from .errors import ModelError
 from .loudness import raised_cosine
 from .refs import first_line, load_pretrained
+from .time_band import TimeBand
 
 ProgressFn = Callable[[int, int], None]  # (steps done, total steps)
 # EnCodec's decoder holds ~40 MB of activations per second of 32 kHz audio, so long code
@@ -154,22 +155,23 @@ class MusicGen:
         return out
 
     def loss(self, condition: torch.Tensor, condition_mask: torch.Tensor, codes: torch.Tensor,
-             codes_mask: torch.Tensor | None = None) -> torch.Tensor:
+             codes_mask: torch.Tensor | None = None, band: TimeBand | None = None) -> torch.Tensor:
         """MusicGen's training loss: mean over codebooks of the token cross-entropy.
 
         condition [B, N, D] (decoder space), condition_mask [B, N], codes [B, K, T] (EnCodec
-        codes of the paired audio), codes_mask [B, T] (False = padding, ignored).
+        codes of the paired audio), codes_mask [B, T] (False = padding, ignored). ``band``:
+        time-local conditioning (``time_band``; None: every position sees every token).
         Gradients flow into ``condition``; every MusicGen weight stays frozen.
         """
-        return self._teacher_forced(condition, condition_mask, codes, codes_mask)[0].loss
+        return self._teacher_forced(condition, condition_mask, codes, codes_mask, band)[0].loss
 
     def frame_losses(self, condition: torch.Tensor, condition_mask: torch.Tensor, codes: torch.Tensor,
-                     codes_mask: torch.Tensor | None = None) -> torch.Tensor:
+                     codes_mask: torch.Tensor | None = None, band: TimeBand | None = None) -> torch.Tensor:
         """The same cross-entropy per audio frame: [B, T], frame t's mean over codebooks of each
         codebook's token for frame t (codebook k's sits k steps later under the delay pattern).
         Padded frames are 0; the mean over the real frames of a batch is ``loss`` of that batch."""
         B, K, T = codes.shape
-        out, codes = self._teacher_forced(condition, condition_mask, codes, codes_mask)
+        out, codes = self._teacher_forced(condition, condition_mask, codes, codes_mask, band)
         logits = out.logits.reshape(B, K, -1, out.logits.shape[-1])[:, :, -(T + self._delays - 1):]
         total = torch.zeros(B, T, device=logits.device)
         for k in range(K):
@@ -179,23 +181,33 @@ class MusicGen:
                 ignore_index=self._pad_id)
         return total / K
 
-    def _teacher_forced(self, condition, condition_mask, codes, codes_mask):
+    def _teacher_forced(self, condition, condition_mask, codes, codes_mask, band=None):
         """The decoder on ``codes`` as labels (delay pattern applied, padding set to the pad id, which
         the loss ignores): its output and the padded codes."""
         if codes_mask is not None:
             codes = codes.masked_fill(~codes_mask.bool()[:, None, :], self._pad_id)
         labels = self.delay_codes(codes).transpose(1, 2)  # (B, T + d - 1, K)
         condition = condition.to(self.dtype) * condition_mask[..., None].to(self.dtype)
+        positions = torch.arange(labels.shape[1], device=self.device)
         out = self.model.decoder(
-            encoder_hidden_states=condition, encoder_attention_mask=condition_mask.long(), labels=labels,
+            encoder_hidden_states=condition, labels=labels,
+            encoder_attention_mask=self.cross_attention_mask(condition_mask, band, positions),
         )
         return out, codes
+
+    def cross_attention_mask(self, condition_mask: torch.Tensor, band: TimeBand | None,
+                             positions: torch.Tensor) -> torch.Tensor:
+        """The decoder's ``encoder_attention_mask`` for decoder positions ``positions``: MusicGen's
+        own [B, N] without a band, else the band's additive [B, 1, L, N] (``time_band``)."""
+        if band is None:
+            return condition_mask.long()
+        return band.attention_mask(condition_mask, positions, self.frame_rate, self.dtype)
 
     # --- generation --------------------------------------------------------------------------
     def _cross_attention_inputs(self, condition, condition_mask, guidance_scale):
         """Batch the conditional rows and, with guidance, MusicGen's null condition under them."""
         condition = condition.to(self.dtype) * condition_mask[..., None].to(self.dtype)
-        mask = condition_mask.long()
+        mask = condition_mask.bool()
         if guidance_scale != 1.0:
             condition = torch.cat([condition, torch.zeros_like(condition)])
             mask = torch.cat([mask, torch.zeros_like(mask)])
@@ -210,7 +222,7 @@ class MusicGen:
             return Stepper(decoder, condition, mask, capacity)
         # Fixed shapes: one cache as long as the position table serves every length, and is kept
         # (with its compiled graph) for the next generation with the same conditioning shape.
-        key = (tuple(condition.shape), condition.dtype)
+        key = (tuple(condition.shape), condition.dtype, tuple(mask.shape))
         stepper = self._static_steppers.get(key)
         if stepper is None:
             stepper = Stepper(decoder, condition.clone(), mask.clone(), decoder.config.max_position_embeddings,
@@ -224,7 +236,8 @@ class MusicGen:
     def generate_codes(self, condition: torch.Tensor, condition_mask: torch.Tensor, num_frames: int,
                        guidance_scale: float = 3.0, temperature: float = 1.0, top_k: int = 250,
                        top_p: float = 0.0, generator: torch.Generator | None = None,
-                       progress: ProgressFn | None = None, prompt: torch.Tensor | None = None) -> torch.Tensor:
+                       progress: ProgressFn | None = None, prompt: torch.Tensor | None = None,
+                       band: TimeBand | None = None) -> torch.Tensor:
         """Sample codes [B, K, num_frames] given decoder-space conditioning [B, N, D].
 
         Classifier-free guidance: conditional and null-conditioned rows go through the decoder
@@ -236,6 +249,9 @@ class MusicGen:
         are fed as decoder input with the delay pattern applied as transformers'
         ``build_delay_pattern_mask`` does (the prompt's delayed tail is forced, not sampled), and
         only the ``num_frames`` new frames are returned. Progress counts sampled steps only.
+
+        ``band``: time-local conditioning (``time_band``), its token times measured from the
+        start of the prompt (decoder position 0); the null rows stay fully masked.
         """
         P = 0 if prompt is None else prompt.shape[-1]
         if not 0 < num_frames <= self.max_frames - P:
@@ -244,6 +260,9 @@ class MusicGen:
         if prompt is not None and tuple(prompt.shape[:2]) != (B, K):
             raise ValueError(f"prompt must be [{B}, {K}, P] codes, got {tuple(prompt.shape)}")
         condition, mask = self._cross_attention_inputs(condition, condition_mask, guidance_scale)
+        # With a band, the mask covers every position of the table: one shape for every length.
+        mask = self.cross_attention_mask(
+            mask, band, torch.arange(self.model.config.decoder.max_position_embeddings, device=self.device))
         # pattern[b*K + k, t] is the pad id where codebook k has no code at step t, the prompt's
         # code where it has one, else -1 (to be sampled).
         start = torch.full((B * K, 1), self._pad_id, dtype=torch.long, device=self.device)

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from .data.segments import SegmentDataset
 from .pipeline import VideoBGM
+from .time_band import TimeBand
 
 
 def collate(items: list[dict]) -> dict:
@@ -25,10 +26,10 @@ def collate(items: list[dict]) -> dict:
 
 
 def condition_batch(model: VideoBGM, batch: dict, device: torch.device, features: torch.Tensor | None = None,
-                    null: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                    null: bool = False) -> tuple[torch.Tensor, torch.Tensor, TimeBand | None]:
     """Decoder-space conditioning [B, N, D] + mask of a batch: its videos (or ``features``, e.g. other
     clips' videos), joined with the T5 embeddings of its captions; ``null`` masks everything out
-    (MusicGen's null condition)."""
+    (MusicGen's null condition). Third: the model's time band (None for global conditioning)."""
     features = (batch["features"] if features is None else features).to(device)
     condition, mask = model.condition(features, batch["features_mask"].to(device))
     captions = batch["caption"]
@@ -39,24 +40,25 @@ def condition_batch(model: VideoBGM, batch: dict, device: torch.device, features
         mask = torch.cat([mask, text_mask], dim=1)
     if null:
         mask = torch.zeros_like(mask)
-    return condition, mask
+    return condition, mask, model.segment_band(features.shape[1], condition.shape[1])
 
 
 def batch_loss(model: VideoBGM, batch: dict, device: torch.device, features: torch.Tensor | None = None,
                null: bool = False, autocast=nullcontext) -> torch.Tensor:
     """MusicGen's loss on a batch; ``features`` replaces the batch's (shuffled video), ``null``
     uses MusicGen's null condition (no video at all)."""
-    condition, mask = condition_batch(model, batch, device, features, null)
+    condition, mask, band = condition_batch(model, batch, device, features, null)
     with autocast():
-        return model.musicgen.loss(condition, mask, batch["codes"].to(device), batch["codes_mask"].to(device))
+        return model.musicgen.loss(condition, mask, batch["codes"].to(device), batch["codes_mask"].to(device), band)
 
 
 def frame_losses(model: VideoBGM, batch: dict, device: torch.device, features: torch.Tensor | None = None,
                  null: bool = False, autocast=nullcontext) -> torch.Tensor:
     """``batch_loss`` per audio frame [B, T] (0 on padding): the timeline of the music's cross-entropy."""
-    condition, mask = condition_batch(model, batch, device, features, null)
+    condition, mask, band = condition_batch(model, batch, device, features, null)
     with autocast():
-        return model.musicgen.frame_losses(condition, mask, batch["codes"].to(device), batch["codes_mask"].to(device))
+        return model.musicgen.frame_losses(condition, mask, batch["codes"].to(device), batch["codes_mask"].to(device),
+                                           band)
 
 
 def swap_halves(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,7 @@ from .model_folder import CONFIG_NAME, WEIGHTS_NAME, ModelParts, folder_kind, re
 from .musicgen import MusicGen
 from .refs import first_line, resolve_reference
 from .temporal import TemporalTransformer
+from .time_band import TimeBand
 
 __all__ = ["VideoBGM", "Generation", "check_dimensions", "locate_model", "read_config", "read_weights",
            "resolve_device", "CONFIG_NAME", "WEIGHTS_NAME"]
@@ -150,7 +151,7 @@ class VideoBGM:
                 parts.adapter.apply(mg)
             except RuntimeError as err:  # peft's shape errors
                 raise ModelError(parts.adapter.source, f"cannot apply the adapter to {mg.name} ({first_line(err)})") from None
-        temporal = TemporalTransformer(config.temporal)
+        temporal = TemporalTransformer.for_model(config)
         try:
             temporal.load_state_dict(parts.temporal_state)
         except RuntimeError as err:
@@ -228,6 +229,18 @@ class VideoBGM:
             tokens = torch.cat([tokens, self.musicgen.project_text(text)], dim=1)
             token_mask = torch.cat([token_mask, text_mask], dim=1)
         return tokens, token_mask
+
+    def time_band(self, frame_starts, num_tokens: int) -> TimeBand | None:
+        """The time-local band (``config.attention_band``) of conditioning with ``num_tokens`` tokens
+        whose first are the frames starting at ``frame_starts`` (s from decoder position 0's time);
+        None for a model with global conditioning."""
+        if not self.config.attention_band:
+            return None
+        return TimeBand.for_frames(frame_starts, num_tokens, 1.0 / self.config.fps, self.config.attention_band)
+
+    def segment_band(self, num_frames: int, num_tokens: int) -> TimeBand | None:
+        """``time_band`` of a training segment: its frames at i / fps from the music's start."""
+        return self.time_band(np.arange(num_frames) / self.config.fps, num_tokens)
 
     @torch.no_grad()
     def generate(self, video: str | os.PathLike, params: GenerationParams | None = None,

@@ -50,17 +50,19 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from . import frame_window, mapped_pages, media
+from . import frame_window, mapped_pages, media, motion
 from .config import DEFAULT_MIN_SCENE, DEFAULT_OVERLAP, DEFAULT_WINDOW, check_window_options
 from .loudness import raised_cosine
 from .musicgen import DECODE_CONTEXT
+from .time_band import TimeBand
 
 
 # (stage, done, total), as the pipeline reports: "window" (k, n) when window k of n starts,
 # "generating" (steps done, steps in the whole piece).
 Progress = Callable[[str, int, int], None]
-# (start s, seconds) -> decoder-space conditioning [1, N, D] and mask [1, N] for that span of the video
-ConditionFn = Callable[[float, float], tuple[torch.Tensor, torch.Tensor]]
+# (start s, seconds) -> decoder-space conditioning [1, N, D], mask [1, N] and time band (token times from
+# ``start``; None for global conditioning) for that span of the video
+ConditionFn = Callable[[float, float], tuple[torch.Tensor, torch.Tensor, TimeBand | None]]
 
 
 @dataclass(frozen=True)
@@ -176,7 +178,9 @@ def generate(musicgen, condition_for: ConditionFn, num_frames: int, window: floa
     for w, steps in zip(windows, step_counts):
         report("window", w.index + 1, len(windows))
         lo, hi = w.condition_span
-        condition, mask = condition_for(lo / rate, (hi - lo) / rate)
+        condition, mask, band = condition_for(lo / rate, (hi - lo) / rate)
+        if band is not None:  # token times from the window's first decoder position (its prompt's start)
+            band = band.shifted((lo - w.start) / rate)
         prompt = None if w.prompt_frames == 0 else recent[..., w.start - recent_start : w.new - recent_start]
         here = [c for c in (rerank_cuts or ()) if w.new <= c * rate < w.end] if candidates > 1 else []
         rows = candidates if here else 1
@@ -184,7 +188,7 @@ def generate(musicgen, condition_for: ConditionFn, num_frames: int, window: floa
             condition.expand(rows, *condition.shape[1:]), mask.expand(rows, *mask.shape[1:]), w.new_frames,
             generator=generator, prompt=None if prompt is None else prompt.expand(rows, *prompt.shape[1:]),
             progress=lambda done, _total, before=steps_before: report("generating", before + done, total_steps),
-            **sampling)  # (rows, K, new_frames)
+            band=band, **sampling)  # (rows, K, new_frames)
         if rows > 1:
             new = _rerank(musicgen, w, prompt, new, here, on_rerank)
         steps_before += steps
@@ -264,7 +268,7 @@ def video_condition(model, video, info: media.VideoInfo, prompt: str | None = No
     report = progress or (lambda stage, done, total: None)
     calls = 0
 
-    def condition_for(start: float, seconds: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def condition_for(start: float, seconds: float) -> tuple[torch.Tensor, torch.Tensor, TimeBand | None]:
         nonlocal calls
         calls += 1
         last = max(0.0, info.duration - 1.0 / model.config.fps)
@@ -272,19 +276,25 @@ def video_condition(model, video, info: media.VideoInfo, prompt: str | None = No
         span = min(start + seconds, info.duration) - begin
         if calls == 1:
             report("frames", 0, 1)
-        frames, _ = media.sample_frames(video, frame_window.sampling_rate(model.config, span), info=info,
-                                        start=begin, duration=span)
+        rate = frame_window.sampling_rate(model.config, span)
+        if model.config.motion:
+            frames, times, channels = media.sample_frames_and_motion(video, rate, info=info, start=begin, duration=span)
+        else:
+            frames, times = media.sample_frames(video, rate, info=info, start=begin, duration=span)
         if calls == 1:
             report("frames", 1, 1)
             report("encoding", 0, 1)
-        features, frame_mask = frame_window.fit(model.frame_encoder.encode(frames), model.config)  # (T, F), (T,)
+        features = model.frame_encoder.encode(frames)  # (T, F)
+        if model.config.motion:
+            features = motion.append(features, channels)
+        features, frame_mask = frame_window.fit(features, model.config)  # (P, F), (P,)
         # The frame encoder runs once per window: its weights' pages need not stay resident while
         # MusicGen samples (the next window reads them back from the page cache).
         mapped_pages.release_module(model.frame_encoder)
-        condition = model.condition(features[None], frame_mask[None], prompt)
+        condition, mask = model.condition(features[None], frame_mask[None], prompt)
         if calls == 1:
             report("encoding", 1, 1)
-        return condition
+        return condition, mask, model.time_band(times - start, condition.shape[1])
 
     return condition_for
 

@@ -18,23 +18,25 @@ import torch
 import torch.nn.functional as F
 
 from ..musicgen import MusicGen
+from ..time_band import TimeBand
 
 
 @torch.no_grad()
 def item_losses(musicgen: MusicGen, condition: torch.Tensor, condition_mask: torch.Tensor, codes: torch.Tensor,
-                codes_mask: torch.Tensor | None = None) -> torch.Tensor:
+                codes_mask: torch.Tensor | None = None, band: TimeBand | None = None) -> torch.Tensor:
     """Per-piece MusicGen loss [B]: for each piece, the mean over codebooks of its token cross-entropy.
 
-    Same inputs and the same value as ``MusicGen.loss`` for a batch of one (which averages over
-    the whole batch instead).
+    Same inputs (``band`` too) and the same value as ``MusicGen.loss`` for a batch of one (which
+    averages over the whole batch instead).
     """
     if codes_mask is not None:
         codes = codes.masked_fill(~codes_mask.bool()[:, None, :], musicgen._pad_id)
     delayed = musicgen.delay_codes(codes)  # (B, K, L)
     condition = condition * condition_mask[..., None].to(condition.dtype)
-    out = musicgen.model.decoder(encoder_hidden_states=condition, encoder_attention_mask=condition_mask.long(),
-                                 labels=delayed.transpose(1, 2))
     B, K, L = delayed.shape
+    mask = musicgen.cross_attention_mask(condition_mask, band, torch.arange(L, device=condition.device))
+    out = musicgen.model.decoder(encoder_hidden_states=condition, encoder_attention_mask=mask,
+                                 labels=delayed.transpose(1, 2))
     logits = out.logits.view(B, K, -1, out.logits.shape[-1])[:, :, -L:].float()  # (B, K, L, V)
     targets = delayed.masked_fill(delayed == musicgen._pad_id, -100)
     ce = F.cross_entropy(logits.flatten(0, 2), targets.flatten(), ignore_index=-100, reduction="none").view(B, K, L)
@@ -69,6 +71,7 @@ def ce_matrix(model, features: torch.Tensor, features_mask: torch.Tensor, codes:
         conditions.append(c)
         condition_masks.append(m)
     condition, condition_mask = torch.cat(conditions), torch.cat(condition_masks)  # (N, Nt, D), (N, Nt)
+    band = model.segment_band(feats.shape[1], condition.shape[1])
     n = len(codes)
     out = np.zeros((n, n))
     for i in range(n):
@@ -76,7 +79,8 @@ def ce_matrix(model, features: torch.Tensor, features_mask: torch.Tensor, codes:
             e = min(n, s + batch_size)
             piece = codes[i:i + 1].expand(e - s, -1, -1).to(device)
             piece_mask = codes_mask[i:i + 1].expand(e - s, -1).to(device)
-            out[i, s:e] = item_losses(model.musicgen, condition[s:e], condition_mask[s:e], piece, piece_mask).cpu().numpy()
+            out[i, s:e] = item_losses(model.musicgen, condition[s:e], condition_mask[s:e], piece, piece_mask,
+                                      band).cpu().numpy()
     model.temporal.train(was_training)
     return out
 
