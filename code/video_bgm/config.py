@@ -133,6 +133,13 @@ class VideoModelConfig:
     # "hold_last": its last frame repeats (a picture that stands still); "mask": padding, masked out.
     short_clips: typing.Literal["hold_last", "mask"] = "hold_last"
     temporal: TemporalConfig = field(default_factory=TemporalConfig)
+    # Time-local conditioning (time_band.py): B > 0 s lets the decoder position for audio time t attend
+    # only to the frames within B s of t (and the nearest one); text tokens stay global. 0: MusicGen's
+    # global cross-attention, every position sees every token (the thesis's models, and the default).
+    attention_band: float = 0.0
+    # A motion channel (motion.py): per frame, the frame-difference energy of the video decoded at its
+    # own frame rate over the frame's interval, appended to the frame features the temporal transformer gets.
+    motion: bool = False
     # A PEFT LoRA adapter folder applied to MusicGen's decoder (the thesis's PEFT models), relative
     # to the model folder; None: MusicGen as published.
     musicgen_adapter: str | None = None
@@ -150,6 +157,11 @@ class VideoModelConfig:
             raise ValueError(f"num_frames: must be >= 0, got {self.num_frames}")
         if self.num_frames > self.temporal.max_positions:
             raise ValueError(f"num_frames: {self.num_frames} exceeds temporal.max_positions {self.temporal.max_positions}")
+        if not self.attention_band >= 0:
+            raise ValueError(f"attention_band: must be >= 0 seconds, got {self.attention_band}")
+        if self.attention_band > 0 and (self.num_frames or self.temporal.num_tokens):
+            raise ValueError("attention_band: time-local conditioning needs one token per frame at its own time "
+                             "(num_frames 0 and temporal.num_tokens 0)")
         self.frame_encoder.validate()
         self.temporal.validate()
 

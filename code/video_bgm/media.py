@@ -27,6 +27,7 @@ import torch
 
 from .errors import MediaError, OutputError
 from .formats import OUTPUT_FORMATS, VIDEO_EXTENSIONS  # noqa: F401 (media.VIDEO_EXTENSIONS is the public name)
+from .motion import MotionMeter
 from .outputs import atomic_outputs, check_outputs
 
 _LAYOUTS = {1: "mono", 2: "stereo"}
@@ -256,12 +257,27 @@ def sample_frames(path, fps: float, info: VideoInfo | None = None, start: float 
     frame timestamps (so variable-frame-rate video is sampled right); times past the last
     frame's start get the last frame. Only the needed frames are decoded and kept.
     """
+    frames, times, _ = _sample(path, fps, info, start, duration, motion=False)
+    return frames, times
+
+
+def sample_frames_and_motion(path, fps: float, info: VideoInfo | None = None, start: float = 0.0,
+                             duration: float | None = None) -> tuple[torch.Tensor, np.ndarray, torch.Tensor]:
+    """``sample_frames`` and each sampled frame's motion channels, float32 [T, motion.CHANNELS]
+    (``motion.MotionMeter``: every frame of the video at its own rate, through each frame's interval)."""
+    return _sample(path, fps, info, start, duration, motion=True)
+
+
+def _sample(path, fps: float, info: VideoInfo | None, start: float, duration: float | None, motion: bool):
     path = os.fspath(path)
     info = info or probe_video(path)
     times = _window_times(path, info, fps, start, duration)
+    meter = MotionMeter(times, 1.0 / fps, info.width, info.height) if motion else None
     if len(times) == 0:
-        return torch.empty((0, info.height, info.width, 3), dtype=torch.uint8), times
-    return _frames_pyav(path, info, times), times
+        frames = torch.empty((0, info.height, info.width, 3), dtype=torch.uint8)
+    else:
+        frames = _frames_pyav(path, info, times, meter)
+    return frames, times, None if meter is None else meter.channels()
 
 
 def _window_times(path: str, info: VideoInfo, fps: float, start: float, duration: float | None) -> np.ndarray:
@@ -286,10 +302,11 @@ def _rotate(frames: torch.Tensor, clockwise: int) -> torch.Tensor:
     return torch.rot90(frames, k=-(clockwise // 90), dims=(-3, -2))
 
 
-def _frames_pyav(path: str, info: VideoInfo, times: np.ndarray) -> torch.Tensor:
+def _frames_pyav(path: str, info: VideoInfo, times: np.ndarray, meter: MotionMeter | None = None) -> torch.Tensor:
     """Frames via PyAV: seek to the keyframe before the window, then decode forward.
 
-    Only the frames that some time maps to are converted to RGB; memory is T frames.
+    Only the frames that some time maps to are converted to RGB; memory is T frames. ``meter``
+    gets every decoded frame in grey, until it has its last interval.
     """
     out = torch.empty((len(times), info.height, info.width, 3), dtype=torch.uint8)
     with _open_media(path) as container:
@@ -299,15 +316,17 @@ def _frames_pyav(path: str, info: VideoInfo, times: np.ndarray) -> torch.Tensor:
         try:
             if times[0] > 0:
                 container.seek(int((times[0] + origin) / stream.time_base), stream=stream, backward=True)
-            data_end = _fill_frames(out, container.decode(stream), times, origin, info.rotation)
+            data_end = _fill_frames(out, container.decode(stream), times, origin, info.rotation, meter)
         except av.error.FFmpegError:
             raise MediaError(path, "cannot decode video frames (corrupt or truncated?)") from None
     _check_not_truncated(path, times, data_end)
     return out
 
 
-def _fill_frames(out: torch.Tensor, frames, times: np.ndarray, origin: float, rotation: int) -> float:
-    """Write into ``out[j]`` the decoded frame whose interval contains ``times[j]``.
+def _fill_frames(out: torch.Tensor, frames, times: np.ndarray, origin: float, rotation: int,
+                 meter: MotionMeter | None = None) -> float:
+    """Write into ``out[j]`` the decoded frame whose interval contains ``times[j]`` (and hand every
+    frame to ``meter`` in grey, decoding on until it is done).
 
     Returns inf when every time was covered by a decoded frame's interval; otherwise (the
     frames ran out) the end time of the last frame, whose copies fill the remaining times.
@@ -328,7 +347,9 @@ def _fill_frames(out: torch.Tensor, frames, times: np.ndarray, origin: float, ro
         # `previous` covers [its start, this start): every pending time before `start` is its.
         while previous is not None and j < len(times) and times[j] + _TIME_TOLERANCE < start:
             fill_from_previous()
-        if j == len(times):
+        if meter is not None and not meter.done:
+            meter.add(start, frame.reformat(width=meter.size[0], height=meter.size[1], format="gray").to_ndarray())
+        if j == len(times) and (meter is None or meter.done):
             return float("inf")
         previous, rgb = frame, None
     if previous is None:

@@ -248,7 +248,7 @@ def write_tiny_bundle(folder, seed: int = 0) -> dict[str, Path]:
         )
         torch.manual_seed(seed)
         model = VideoBGM(config, build_frame_encoder(config.frame_encoder, folder / name),
-                         TemporalTransformer(config.temporal).eval(),
+                         TemporalTransformer.for_model(config).eval(),
                          MusicGen.from_pretrained(str(musicgen_dir)))
         models[name] = model.save_pretrained(folder / name)
     return models

@@ -15,7 +15,8 @@ import math
 import torch
 from torch import nn
 
-from .config import TemporalConfig
+from . import motion
+from .config import TemporalConfig, VideoModelConfig
 
 
 def sinusoidal_positions(num_positions: int, dim: int) -> torch.Tensor:
@@ -29,12 +30,16 @@ def sinusoidal_positions(num_positions: int, dim: int) -> torch.Tensor:
 
 
 class TemporalTransformer(nn.Module):
-    def __init__(self, config: TemporalConfig):
+    """``extra_features``: inputs per frame beside the frame encoder's ``feature_dim`` (the motion
+    channels); ``for_model`` sets them from a model's config."""
+
+    def __init__(self, config: TemporalConfig, extra_features: int = 0):
         super().__init__()
         config.validate()
         self.config = config
         d = config.d_model
-        self.input_proj = nn.Identity() if config.feature_dim == d else nn.Linear(config.feature_dim, d)
+        inputs = config.feature_dim + extra_features
+        self.input_proj = nn.Identity() if inputs == d else nn.Linear(inputs, d)
         # A buffer, not a parameter: fixed positions, and not saved (rebuilt from the config).
         self.register_buffer("positions", sinusoidal_positions(config.max_positions, d), persistent=False)
         self.queries = nn.Parameter(torch.randn(config.num_tokens, d) * 0.02) if config.num_tokens else None
@@ -48,6 +53,10 @@ class TemporalTransformer(nn.Module):
             enable_nested_tensor=False,
         )
         self.output_proj = nn.Linear(d, config.output_dim)
+
+    @classmethod
+    def for_model(cls, config: VideoModelConfig) -> "TemporalTransformer":
+        return cls(config.temporal, motion.CHANNELS if config.motion else 0)
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """features [B, T, F], mask [B, T] (True = real frame) -> tokens [B, N, C], token mask [B, N].

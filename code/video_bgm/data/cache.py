@@ -8,7 +8,8 @@ stored under the cache folder, keyed by the file's content and those settings:
     <cache>/codes/<musicgen key>/<sha256 of the music file>.safetensors         codes [K, L] int16
 
 Changing the frame encoder (any of its settings, its preprocessing too) or fps invalidates only
-the frames; changing MusicGen only the codes. Decoding runs in parallel worker threads (PyAV and
+the frames; changing MusicGen only the codes. A model with ``motion`` keeps its features in a folder
+of their own, each frame's motion channels appended ([T, F + motion.CHANNELS]). Decoding runs in parallel worker threads (PyAV and
 decord release the GIL); the frozen models run in the main thread, batched, on the training device.
 """
 
@@ -26,7 +27,7 @@ import torch
 from safetensors.torch import load_file, save
 from tqdm import tqdm
 
-from .. import media
+from .. import media, motion
 from ..outputs import write_atomic
 from ..config import VideoModelConfig
 from ..errors import MediaError
@@ -60,7 +61,10 @@ def settings_key(settings: dict) -> str:
 
 def frames_key(config: VideoModelConfig) -> dict:
     """Every frame-encoder setting: features made one way (tensor or PIL resize) are never reused for another."""
-    return {**dataclasses.asdict(config.frame_encoder), "fps": config.fps}
+    key = {**dataclasses.asdict(config.frame_encoder), "fps": config.fps}
+    if config.motion:  # only then: the folders of models without motion keep their names
+        key["motion"] = {"channels": motion.CHANNELS, "width": motion.WIDTH, "unit": motion.UNIT}
+    return key
 
 
 def codes_key(config: VideoModelConfig, musicgen: MusicGen) -> dict:
@@ -70,6 +74,7 @@ def codes_key(config: VideoModelConfig, musicgen: MusicGen) -> dict:
 
 class FeatureCache:
     def __init__(self, root: Path, config: VideoModelConfig, musicgen: MusicGen):
+        self.motion = config.motion
         self.frames_dir = self._folder(Path(root) / "frames", frames_key(config))
         self.codes_dir = self._folder(Path(root) / "codes", codes_key(config, musicgen))
 
@@ -104,10 +109,15 @@ def prepare_features(clips: list[Clip], cache: FeatureCache, frame_encoder: Fram
         return cache.paths(video_digest, audio_digest)
 
     def decode(clip: Clip, frames_path: Path, codes_path: Path):
-        """Worker: decode what is not cached yet (frames and/or music) for one clip."""
+        """Worker: decode what is not cached yet (frames, with their motion channels for a model
+        with motion, and/or music) for one clip."""
         frames = audio = None
         if not frames_path.exists():
-            frames, _ = media.sample_frames(clip.video, fps)
+            if cache.motion:
+                pictures, _, channels = media.sample_frames_and_motion(clip.video, fps)
+                frames = (pictures, channels)
+            else:
+                frames = (media.sample_frames(clip.video, fps)[0], None)
         if not codes_path.exists():
             audio = media.decode_audio(clip.audio, musicgen.sample_rate, musicgen.audio_channels)
             if audio.shape[1] < musicgen.sample_rate / musicgen.frame_rate:
@@ -162,7 +172,11 @@ def _finish(future, clip: Clip, paths: tuple[Path, Path], frame_encoder: FrameEn
         skip(clip, _unreadable(err, clip))
         return
     if frames is not None:
-        features = frame_encoder.encode(frames).to(torch.float16).cpu()
+        pictures, channels = frames
+        features = frame_encoder.encode(pictures)
+        if channels is not None:
+            features = motion.append(features, channels)
+        features = features.to(torch.float16).cpu()
         save_atomic({"features": features.contiguous()}, frames_path)
     if audio is not None:
         codes = encode_music(musicgen, torch.from_numpy(audio))

@@ -131,7 +131,7 @@ class Trainer:
         config.musicgen = resolve_reference(config.musicgen, base, "model.musicgen")
         musicgen = MusicGen.from_pretrained(config.musicgen, config.musicgen_revision, device)
         torch.manual_seed(self.config.seed)
-        temporal = TemporalTransformer(config.temporal).to(device)
+        temporal = TemporalTransformer.for_model(config).to(device)
         return VideoBGM(config, frame_encoder, temporal, musicgen)
 
     def prepare_data(self, model: VideoBGM):
