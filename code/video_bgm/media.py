@@ -348,7 +348,7 @@ def _fill_frames(out: torch.Tensor, frames, times: np.ndarray, origin: float, ro
         while previous is not None and j < len(times) and times[j] + _TIME_TOLERANCE < start:
             fill_from_previous()
         if meter is not None and not meter.done:
-            meter.add(start, frame.reformat(width=meter.size[0], height=meter.size[1], format="gray").to_ndarray())
+            meter.add(start, _grey_grid(frame, meter.size))
         if j == len(times) and (meter is None or meter.done):
             return float("inf")
         previous, rgb = frame, None
@@ -357,6 +357,28 @@ def _fill_frames(out: torch.Tensor, frames, times: np.ndarray, origin: float, ro
     while j < len(times):  # past the last frame: clamp to it
         fill_from_previous()
     return previous.time - origin + float((previous.duration or 0) * previous.time_base)
+
+
+# 8-bit pixel formats whose first plane is the luma, one byte per pixel
+_LUMA_FIRST = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv440p",
+                         "yuvj440p", "yuv411p", "yuv410p", "nv12", "nv21", "nv16", "gray"})
+
+
+def _grey_grid(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
+    """uint8 grey [h, w] of a decoded frame at a grid of ``size`` = (w, h) points across it.
+
+    The luma plane is read where it is one (most video): sampling points, not scaling, is what
+    keeps the motion channel nearly free beside decoding; other formats are converted to grey first.
+    """
+    w, h = size
+    if frame.format.name in _LUMA_FIRST:
+        plane = frame.planes[0]
+        luma = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+    else:
+        luma = frame.to_ndarray(format="gray")
+    rows = ((np.arange(h) + 0.5) * frame.height / h).astype(np.intp)
+    cols = ((np.arange(w) + 0.5) * frame.width / w).astype(np.intp)
+    return luma[np.ix_(rows, cols)]
 
 
 def _check_not_truncated(path: str, times: np.ndarray, data_end: float) -> None:

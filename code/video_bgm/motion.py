@@ -2,12 +2,14 @@
 
 The frame encoder sees still frames at the model's fps (1 or 2 a second), which cannot show how
 fast something moves. With ``motion`` in the model config, every frame the video decodes at its own
-frame rate is also turned to grey, ``WIDTH`` pixels wide, and the energy of the difference between
+frame rate is also read as grey levels at a grid of ``WIDTH`` points across (the height keeping
+the aspect ratio; the luma plane sampled, not scaled, so it costs little beside decoding), and the energy of the difference between
 consecutive frames, e = mean((g_t - g_{t-1})^2) on [0, 1] grey levels, is pooled over each sampled
 frame's interval (t_j, t_j + 1/fps]: its mean and its maximum there, as log1p(e / UNIT). Those
 ``CHANNELS`` numbers join the frame's features (``append``) before the temporal transformer.
-Frame differences, not optical flow: no model to download, and the grey frames cost a small
-fraction of decoding (bench/motion.py measures it).
+Frame differences, not optical flow: no model to download, and the grey grids cost a small
+fraction of decoding (bench/motion.py measures it). A mean over a grid of points of the squared
+differences estimates the whole frame's mean; a scaled-down picture would smooth fine texture away.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 import torch
 
 CHANNELS = 2  # mean and max frame-difference energy per sampled frame
-WIDTH = 64  # px: the grey frames' width (the height keeps the aspect ratio)
+WIDTH = 64  # grid points across each grey frame (the height keeps the aspect ratio)
 UNIT = 0.01  # energy that maps to log1p(1): a clearly moving picture
 
 

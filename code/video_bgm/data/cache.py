@@ -63,7 +63,8 @@ def frames_key(config: VideoModelConfig) -> dict:
     """Every frame-encoder setting: features made one way (tensor or PIL resize) are never reused for another."""
     key = {**dataclasses.asdict(config.frame_encoder), "fps": config.fps}
     if config.motion:  # only then: the folders of models without motion keep their names
-        key["motion"] = {"channels": motion.CHANNELS, "width": motion.WIDTH, "unit": motion.UNIT}
+        key["motion"] = {"channels": motion.CHANNELS, "width": motion.WIDTH, "unit": motion.UNIT,
+                         "grey": "luma grid"}
     return key
 
 
