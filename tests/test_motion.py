@@ -79,3 +79,17 @@ def test_a_model_with_motion_generates_from_the_video(tiny_model, tmp_path):
     assert result.audio.shape[1] == pytest.approx(2.0 * model.sample_rate, abs=1)
     reloaded = VideoBGM.from_pretrained(model.save_pretrained(tmp_path / "m"), device="cpu")
     assert reloaded.config.motion and reloaded.temporal.input_proj.in_features == model.temporal.input_proj.in_features
+
+
+def test_grey_grid_reads_luma_and_converts_other_formats():
+    import av
+
+    rng = np.random.default_rng(0)
+    rgb = np.repeat(np.repeat(rng.integers(0, 256, size=(9, 16, 3), dtype=np.uint8), 8, axis=0), 8, axis=1)
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")  # 128 x 72: converted to grey
+    yuv = frame.reformat(format="yuv420p")  # the luma plane, read in place
+    a, b = media._grey_grid(frame, (16, 9)), media._grey_grid(yuv, (16, 9))
+    assert a.shape == b.shape == (9, 16) and a.dtype == b.dtype == np.uint8
+    # one point per 8x8 block: each grid point reads its own block's grey level, in both paths
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 3
+    assert len(np.unique(a)) > 50

@@ -371,14 +371,17 @@ def _grey_grid(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
     keeps the motion channel nearly free beside decoding; other formats are converted to grey first.
     """
     w, h = size
-    if frame.format.name in _LUMA_FIRST:
-        plane = frame.planes[0]
-        luma = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
-    else:
-        luma = frame.to_ndarray(format="gray")
     rows = ((np.arange(h) + 0.5) * frame.height / h).astype(np.intp)
     cols = ((np.arange(w) + 0.5) * frame.width / w).astype(np.intp)
-    return luma[np.ix_(rows, cols)]
+    name = frame.format.name
+    if name not in _LUMA_FIRST:
+        return frame.to_ndarray(format="gray")[np.ix_(rows, cols)]
+    plane = frame.planes[0]
+    grid = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[np.ix_(rows, cols)]
+    if name.startswith("yuvj") or name == "gray" or frame.color_range == av.video.reformatter.ColorRange.JPEG:
+        return grid
+    # limited ("TV") range luma, 16-235, to the full range a grey conversion gives
+    return np.clip((grid.astype(np.float32) - 16) * (255 / 219) + 0.5, 0, 255).astype(np.uint8)
 
 
 def _check_not_truncated(path: str, times: np.ndarray, data_end: float) -> None:
