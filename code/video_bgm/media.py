@@ -395,6 +395,15 @@ def _check_not_truncated(path: str, times: np.ndarray, data_end: float) -> None:
 # Audio
 
 
+def audio_sample_rate(path) -> int:
+    """The sample rate of a file's first audio stream (to decode it without resampling)."""
+    path = _check_file(path)
+    with _open_media(path) as container:
+        if not container.streams.audio:
+            raise MediaError(path, "has no audio stream")
+        return int(container.streams.audio[0].codec_context.sample_rate)
+
+
 def decode_audio(path, sample_rate: int = 32000, channels: int = 1, start: float = 0.0,
                  duration: float | None = None) -> np.ndarray:
     """First audio stream of a video or audio file -> float32 [channels, samples] at ``sample_rate``.

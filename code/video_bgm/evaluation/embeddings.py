@@ -145,9 +145,23 @@ class EmbeddingCache:
         target = self.folder(embedder, seconds) / f"{file_digest(Path(path))}.safetensors"
         if target.is_file():
             return load_file(target)["embedding"].numpy()
-        audio = media.decode_audio(path, embedder.sample_rate, 1, duration=seconds)[0]
+        audio = read_audio(path, embedder, seconds)
         embedding = np.ascontiguousarray(embedder.embed(audio), dtype=np.float32)
         save_atomic({"embedding": torch.from_numpy(embedding)}, target)
         self.computed += 1
         return embedding
 
+
+
+def read_audio(path: str | Path, embedder, seconds: float | None = None) -> np.ndarray:
+    """Mono float32 [S] at ``embedder.sample_rate``: the first ``seconds`` of a file's first audio stream.
+
+    An embedder whose reference implementation resamples in its own way (resampy, julius,
+    torchaudio) has a ``resample(audio, rate)`` method: the file is decoded at its own rate and
+    handed to it. Any other is decoded and resampled in one pass by FFmpeg.
+    """
+    if hasattr(embedder, "resample"):
+        rate = media.audio_sample_rate(path)
+        audio = media.decode_audio(path, rate, 1, duration=seconds)[0]
+        return np.ascontiguousarray(embedder.resample(audio, rate), dtype=np.float32)
+    return media.decode_audio(path, embedder.sample_rate, 1, duration=seconds)[0]
