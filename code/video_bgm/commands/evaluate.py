@@ -10,6 +10,8 @@ MusicGen baselines (unconditional, generic text prompt) and any --baseline-model
 
 from __future__ import annotations
 
+import argparse
+
 from ..cli import ArgumentParser, add_generation_arguments, add_threads_argument, quiet_libraries, set_threads
 from ..config import SAMPLING_OPTIONS
 from ..evaluation import DEFAULT_CLAP
@@ -44,6 +46,11 @@ def parse_args(argv=None, prog: str = PROG):
     p.add_argument("--caption-prompts", action="store_true", help="video models generate with the clip's caption as prompt")
     p.add_argument("--clap", default=DEFAULT_CLAP, help=f"CLAP model for FAD and text scores (default {DEFAULT_CLAP})")
     p.add_argument("--no-clap", action="store_true", help="skip the CLAP metrics")
+    from ..evaluation.suite import METRICS  # no torch: the models load only when built
+
+    for name, metric in METRICS.items():
+        p.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=None,
+                       help=f"{metric.help} (default: on where its weights are cached)")
     p.add_argument("--cache-dir", default=None, help="embedding and feature cache (default <out>/cache)")
     p.add_argument("--training-log", default=None, help="metrics.jsonl for the loss curves (default: found beside the model or run)")
     p.add_argument("--case-study", type=int, default=3, help="clips shown as frames + spectrograms (default 3)")
@@ -59,6 +66,7 @@ def main(argv=None, prog: str = PROG) -> int:
     quiet_libraries()
     set_threads(args.threads)
     from ..evaluation.runner import EvalOptions, evaluate  # torch, transformers: after the arguments
+    from ..evaluation.suite import METRICS
 
     options = EvalOptions(
         out=args.out, model=args.model, baseline_models=args.baseline_model, data=args.data, split=args.split,
@@ -66,7 +74,8 @@ def main(argv=None, prog: str = PROG) -> int:
         segment_seconds=args.segment_seconds, seed=args.seed, guidance_scale=args.guidance_scale,
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, baseline_prompt=args.baseline_prompt,
         musicgen_baselines=not args.no_musicgen_baselines, caption_prompts=args.caption_prompts,
-        clap=None if args.no_clap else args.clap, musicgen=args.musicgen, cache_dir=args.cache_dir,
+        clap=None if args.no_clap else args.clap, metrics={name: getattr(args, name.replace("-", "_")) for name in METRICS},
+        musicgen=args.musicgen, cache_dir=args.cache_dir,
         training_log=args.training_log, device=args.device, batch_size=args.batch_size, case_study=args.case_study,
         show_progress=not args.quiet)
     metrics = evaluate(options)

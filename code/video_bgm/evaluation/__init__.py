@@ -7,3 +7,4 @@ is its command line. The metric modules (``fad``, ``diversity``, ``correspondenc
 """
 
 DEFAULT_CLAP = "laion/clap-htsat-unfused"  # the CLAP model FAD and the text score use unless told
+CLAP_MUSIC = "laion/larger_clap_music"  # LAION's music CLAP (HTSAT-base), transformers' port: --clap-music

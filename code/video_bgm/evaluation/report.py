@@ -65,16 +65,30 @@ def build_tables(metrics: dict) -> list[tuple[str, list[str], list[list[str]], s
     """(title, headers, rows, note) for each table of the report."""
     systems = metrics["systems"]
     kinds = list(metrics["embedding_models"])
-    quality_headers = ["system", "pieces"] + [f"FAD {k} ↓" for k in kinds] \
+    classifiers = list(metrics.get("classifiers") or {})
+    quality_headers = ["system", "pieces"] + [f"FAD {k} ↓" for k in kinds] + [f"KL {k} ↓" for k in classifiers] \
         + [f"diversity {k}, {w}" for k in kinds for w in ("across videos", "across takes")] + ["CLAP text score ↑"]
     quality = []
     for slug, s in systems.items():
         row = [s["name"], _fmt(s.get("pieces"))] + [_fmt(s.get("fad", {}).get(k)) for k in kinds]
+        row += [_fmt((s.get("kl") or {}).get(k)) for k in classifiers]
         row += [_fmt(s["diversity"].get(k, {}).get(w)) for k in kinds for w in ("across_videos", "across_takes")]
         quality.append(row + [_fmt(s.get("clap_text_score"))])
     tables = [("Audio quality and diversity", quality_headers, quality,
-               "FAD against the reference music (lower is closer). Diversity: mean pairwise Euclidean distance of "
-               "the pieces' mean embeddings (scale of each embedding model; compare with the reference row). CLAP text score: cosine similarity of music and caption.")]
+               "FAD against the reference music (lower is closer). "
+               + ("KL: divergence of the classifier's label distribution of each piece from its reference "
+                  "piece's, in nats, mean over pieces (lower is closer). " if classifiers else "")
+               + "Diversity: mean pairwise Euclidean distance of the pieces' mean embeddings (scale of each "
+                 "embedding model; compare with the reference row). CLAP text score: cosine similarity of music "
+                 "and caption.")]
+    for name in metrics.get("video_music_models") or {}:
+        rows = [[s["name"], _fmt(s[name]["pieces"]), _fmt(s[name]["score"]), _fmt(s[name]["other_videos"])]
+                for s in systems.values() if s.get(name)]
+        if rows:
+            tables.append((f"Video-music correspondence ({name})", ["system", "pieces", "score ↑", "other videos"],
+                           rows, "Cosine similarity of the video's and the music's embeddings, mean over pieces "
+                                 "(take 0); 'other videos' pairs each piece with every other clip's video "
+                                 "(the chance level). ×100 gives the scale some papers print."))
     measures = ("precision", "recall", "density", "coverage")
     fidelity = [[s["name"], k] + [_fmt(s["prdc"][k][m]) for m in measures]
                 for s in systems.values() for k in kinds if (s.get("prdc") or {}).get(k)]

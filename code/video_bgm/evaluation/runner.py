@@ -34,7 +34,7 @@ from ..errors import MediaError, ModelError, UserInputError
 from ..loudness import limit_peak
 from ..objective import conditioning_losses
 from ..pipeline import VideoBGM, resolve_device
-from . import correspondence, diversity, manifold, rhythm
+from . import correspondence, diversity, manifold, rhythm, suite
 from .data import ReferenceSet, has_video, load_reference, read_generated
 from . import DEFAULT_CLAP
 from .embeddings import ClapEmbedder, EmbeddingCache, EncodecEmbedder
@@ -62,6 +62,8 @@ class EvalOptions:
     musicgen_baselines: bool = True
     caption_prompts: bool = False
     clap: str | None = DEFAULT_CLAP     # None: no CLAP metrics
+    metrics: dict[str, bool | None] = field(default_factory=dict)  # suite.METRICS by name; None/absent: where cached
+    protocol: str | None = None         # protocols.PROTOCOLS: a benchmark's settings and columns
     musicgen: str | None = None         # EnCodec/judge MusicGen for score-only runs without --model
     cache_dir: str | None = None
     training_log: str | None = None
@@ -85,6 +87,9 @@ class EvalOptions:
             raise UserInputError(f"--seconds: must be in (0, {DEFAULT_WINDOW:g}], got {self.seconds}")
         if self.batch_size < 1:
             raise UserInputError(f"--batch-size: must be >= 1, got {self.batch_size}")
+        unknown = sorted(set(self.metrics) - set(suite.METRICS))
+        if unknown:
+            raise UserInputError(f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(suite.METRICS)}")
         try:
             GenerationParams(guidance_scale=self.guidance_scale, temperature=self.temperature, top_k=self.top_k,
                              top_p=self.top_p).validate()
@@ -138,6 +143,14 @@ def evaluate(options: EvalOptions) -> dict:
             embedders["clap"] = ClapEmbedder(options.clap, device=device)
         except ModelError as err:
             raise ModelError(err.model, f"{err.problem}; or leave the CLAP metrics out with --no-clap") from None
+    classifiers, scorers = {}, {}  # PaSST for the label KL; ImageBind for the video-music score
+    for name in suite.selected(options.metrics):
+        metric = suite.METRICS[name]
+        try:
+            built = metric.build(device)
+        except ModelError as err:
+            raise ModelError(err.model, f"{err.problem}; or leave it out with --no-{name}") from None
+        {"fad": embedders, "kl": classifiers, "video": scorers}[metric.kind][name] = built
 
     systems: list[System] = []
     if options.generated:
@@ -149,14 +162,21 @@ def evaluate(options: EvalOptions) -> dict:
 
     store = EmbeddingCache(cache)
 
-    ref_clips, ref_embeddings = _embed_reference(reference, embedders, store, options.seconds, skipped)
+    ref_clips, ref_embeddings = _embed_reference(reference, {**embedders, **classifiers}, store, options.seconds,
+                                                 skipped)
     results = {}
     for system in systems:
         results[system.slug] = _score_system(system, ref_embeddings, embedders, store, options, reference)
+        results[system.slug].update(_label_kl(system.pieces, ref_embeddings, classifiers, store, options.seconds))
     results["reference"] = _score_reference(ref_clips, ref_embeddings, embedders, store, options, reference)
 
     # Rhythm: every system's beats against the reference music's and the video's own cuts.
     video_clips = [c for c in ref_clips if has_video(c)]
+    for name, scorer in scorers.items():  # video-music correspondence by a joint embedding (ImageBind)
+        for system in systems:
+            results[system.slug][name] = _video_music_score(scorer, system.pieces, video_clips, options.seconds)
+        results["reference"][name] = _video_music_score(scorer, {c.id: [c.audio] for c in video_clips},
+                                                        video_clips, options.seconds)
     cuts = rhythm.video_cuts(video_clips, options.seconds, log=log)
     ref_beats = rhythm.reference_beats(ref_clips, options.seconds)
     for system in systems:
@@ -186,6 +206,8 @@ def evaluate(options: EvalOptions) -> dict:
         "reference": {**reference.source, "clips": len(ref_clips), "with_video": len(video_clips),
                       "captions": len(reference.captions()), "seconds": options.seconds},
         "embedding_models": {name: e.settings() for name, e in embedders.items()},
+        "classifiers": {name: c.settings() for name, c in classifiers.items()},
+        "video_music_models": {name: m.settings() for name, m in scorers.items()},
         "systems": {s.slug: {"name": s.name, "kind": s.kind, **s.settings, **results[s.slug]} for s in systems},
         "conditioning": {slug: {"segment_seconds": segment, **values} for slug, values in conditioning.items()},
         "skipped": [{"what": s.what, "why": s.why} for s in skipped],
@@ -334,6 +356,33 @@ def _score_reference(clips: list[Clip], ref_embeddings: dict, embedders: dict, s
     if "clap" in embedders:
         result["clap_text_score"] = _clap_text_score(embedders["clap"], ref_embeddings["clap"], reference)
     return result
+
+
+def _label_kl(pieces: dict[str, list[Path]], ref_embeddings: dict, classifiers: dict, store: EmbeddingCache,
+              seconds: float) -> dict:
+    """{"kl": {classifier: mean KL over the pieces (take 0) whose clip has reference music, or None}}."""
+    from .kld import mean_kl
+
+    out = {}
+    for name, classifier in classifiers.items():
+        pairs = [(store.embed_file(takes[0], classifier, seconds), ref_embeddings[name][i])
+                 for i, takes in pieces.items() if i in ref_embeddings[name]]
+        out[name] = mean_kl(pairs) if pairs else None
+    return {"kl": out} if out else {}
+
+
+def _video_music_score(scorer, pieces: dict[str, list[Path]], clips: list[Clip], seconds: float) -> dict | None:
+    """Mean score of each piece (take 0) with its own video, and with the other videos (the chance level)."""
+    by_id = {c.id: c for c in clips}
+    ids = [i for i in pieces if i in by_id]
+    if not ids:
+        return None
+    videos = np.stack([scorer.embed_video(by_id[i].video, seconds) for i in ids])
+    music = np.stack([scorer.embed_audio(pieces[i][0], seconds) for i in ids])
+    matrix = np.array([[scorer.score(v, m) for v in videos] for m in music])  # [piece, video]
+    others = matrix[~np.eye(len(ids), dtype=bool)]
+    return {"score": float(np.diag(matrix).mean()), "other_videos": float(others.mean()) if len(ids) > 1 else None,
+            "pieces": len(ids)}
 
 
 def _fad_or_none(generated: list[np.ndarray], reference: list[np.ndarray]) -> float | None:
