@@ -1,4 +1,4 @@
-"""Audio embeddings for FAD and diversity: CLAP audio windows and EnCodec latent frames, cached.
+"""Audio embeddings for FAD and diversity: CLAP windows, EnCodec frames, VGGish examples, PANNs clips; cached.
 
 - ``ClapEmbedder``: transformers' ``ClapModel`` (``laion/clap-htsat-unfused`` by default; also
   ``laion/larger_clap_music``), mono audio at CLAP's own 48 kHz, cut into windows of the feature
@@ -8,6 +8,14 @@
   deterministic. ``embed_text`` gives CLAP text embeddings for the text-audio score.
 - ``EncodecEmbedder``: the continuous latents of the MusicGen's own EnCodec encoder (before
   quantisation), one vector per code frame (50 per second), mono.
+- ``VggishEmbedder``: VGGish (Hershey et al. 2017; the network of Google's original FAD, Kilgour
+  et al. 2019) as the ``frechet_audio_distance`` package (gudgud96, v0.3.4; the FAD most
+  video-to-music papers cite) runs it with its defaults: harritaylor's PyTorch port
+  (``torchvggish``) and weights, resampy to 16 kHz, non-overlapping 0.96 s log-mel examples, one
+  128-d vector per example, taken before the last ReLU and without the PCA/quantisation.
+- ``PannsEmbedder``: PANNs CNN14 (Kong et al. 2020, ``Cnn14_mAP=0.431.pth``) as the same package
+  runs it for ``model_name="pann"`` at 32 kHz: resampy to 32 kHz, the whole file in one pass,
+  one 2048-d "embedding" vector per file.
 
 ``EmbeddingCache`` keeps each file's embeddings [n, D] under
 ``<cache>/embeddings/<settings key>/<sha256 of the file>.safetensors``: the key holds the
@@ -28,7 +36,7 @@ from ..errors import ModelError
 from ..musicgen import MusicGen
 from ..refs import first_line, load_pretrained
 from ..data.cache import file_digest, save_atomic, settings_key
-from . import DEFAULT_CLAP
+from . import DEFAULT_CLAP, weights
 
 
 
@@ -124,6 +132,189 @@ class EncodecEmbedder:
         if not parts:
             raise ValueError("no audio to embed")
         return torch.cat(parts).float().cpu().numpy()
+
+
+def _resampy(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """``resampy.resample`` with its default filter (kaiser_best), as ``frechet_audio_distance`` loads files."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if int(rate) == int(target):
+        return audio
+    import resampy
+
+    return resampy.resample(audio, int(rate), int(target))
+
+
+VGGISH_URL = "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth"
+
+
+class VggishEmbedder:
+    """VGGish embeddings, 16 kHz mono, one 128-d vector per non-overlapping 0.96 s example.
+
+    Follows ``frechet_audio_distance`` 0.3.4 (``FrechetAudioDistance(model_name="vggish")`` with its
+    defaults ``use_pca=False, use_activation=False``): the file is resampled to 16 kHz by resampy
+    (kaiser_best), ``torchvggish``'s ``waveform_to_examples`` cuts it into 96-frame log-mel examples
+    (25 ms windows, 10 ms hop, 64 bands 125-7500 Hz, log(mel + 0.01)) with no overlap, the remainder
+    shorter than 0.96 s dropped, and each example's embedding is the 128-d output of the last linear
+    layer before its ReLU (Google's current ``vggish_slim`` has no activation there either), with
+    no PCA or 8-bit quantisation. Weights: harritaylor's port of Google's checkpoint
+    (``vggish-10086976.pth``), the file ``torchvggish`` and the reference load.
+
+    Google's original FAD (google-research ``frechet_audio_distance``) differs in its input: it
+    takes 16 kHz WAV as is (no resampler), peak-normalises each clip (``x / max(0.1, max(x))``) and
+    makes one example per whole second (each 1 s chunk's first 0.96 s; a stride is optional). We
+    follow the PyTorch package, whose numbers the video-to-music papers report.
+    """
+
+    name = "vggish"
+    sample_rate = 16000
+    url = VGGISH_URL
+    _BATCH = 128  # examples per forward pass (the reference runs a file in one batch; same values)
+    _MIN_SAMPLES = 400 + 95 * 160  # 96 log-mel frames of 25 ms at a 10 ms hop: one example
+
+    def __init__(self, device: str | torch.device = "cpu"):
+        from torchvggish.torchvggish import VGG, make_layers
+
+        state = weights.load_state_dict(self.url, "VGGish")
+        model = VGG(make_layers(), postprocess=False)
+        weights.load_into(model, state, "VGGish", weights.cached_path(self.url))
+        # use_activation=False: the reference drops the embedding stack's last ReLU
+        model.embeddings = torch.nn.Sequential(*list(model.embeddings.children())[:-1])
+        self.model = model.to(device).eval()
+
+    @staticmethod
+    def is_cached() -> bool:
+        return weights.is_cached(VGGISH_URL)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def settings(self) -> dict:
+        return {"kind": "vggish", "weights": weights.filename_of(self.url), "example_s": 0.96, "hop_s": 0.96,
+                "activation": False, "pca": False, "resampler": "resampy kaiser_best"}
+
+    def resample(self, audio: np.ndarray, rate: int) -> np.ndarray:
+        """Mono audio at ``rate`` -> 16 kHz, with resampy as the reference does."""
+        return _resampy(audio, rate, self.sample_rate)
+
+    @torch.no_grad()
+    def embed(self, audio: np.ndarray) -> np.ndarray:
+        """Mono audio [S] at 16 kHz -> embeddings [examples, 128] (one per whole 0.96 s)."""
+        from torchvggish.vggish_input import waveform_to_examples
+
+        audio = np.asarray(audio, dtype=np.float32)
+        if len(audio) < self._MIN_SAMPLES:
+            raise ValueError(f"VGGish needs at least {self._MIN_SAMPLES / self.sample_rate:.3f} s of audio, "
+                             f"got {len(audio) / self.sample_rate:.3f} s")
+        examples = waveform_to_examples(audio, self.sample_rate, return_tensor=True).detach()
+        out = [self.model(examples[i:i + self._BATCH].to(self.device)).float().cpu()
+               for i in range(0, len(examples), self._BATCH)]
+        return torch.cat(out).numpy()
+
+
+PANNS_URL = "https://zenodo.org/record/3987831/files/Cnn14_mAP%3D0.431.pth"
+
+
+class _ConvBlock(torch.nn.Module):
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+        self.conv2 = torch.nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn1, self.bn2 = torch.nn.BatchNorm2d(cout), torch.nn.BatchNorm2d(cout)
+
+    def forward(self, x: torch.Tensor, pool: tuple[int, int]) -> torch.Tensor:
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = torch.relu(self.bn2(self.conv2(x)))
+        return torch.nn.functional.avg_pool2d(x, kernel_size=pool)
+
+
+class Cnn14(torch.nn.Module):
+    """PANNs CNN14 at 32 kHz, inference only: the layers (and state-dict keys) of
+    ``audioset_tagging_cnn``'s ``Cnn14`` (copied verbatim by ``panns_inference`` and
+    ``frechet_audio_distance``), so ``Cnn14_mAP=0.431.pth`` loads strictly.
+
+    Not imported from ``panns_inference``: importing that package runs ``wget`` for a label file
+    into ``~/panns_data`` (and imports matplotlib). In eval mode the original's SpecAugment, mixup
+    and dropouts do nothing, so they are left out; ``forward`` returns the "embedding" output.
+    """
+
+    def __init__(self, sample_rate: int = 32000, window_size: int = 1024, hop_size: int = 320, mel_bins: int = 64,
+                 fmin: int = 50, fmax: int = 16000, classes_num: int = 527):
+        super().__init__()
+        from torchlibrosa.stft import LogmelFilterBank, Spectrogram
+
+        self.spectrogram_extractor = Spectrogram(n_fft=window_size, hop_length=hop_size, win_length=window_size,
+                                                 window="hann", center=True, pad_mode="reflect",
+                                                 freeze_parameters=True)
+        self.logmel_extractor = LogmelFilterBank(sr=sample_rate, n_fft=window_size, n_mels=mel_bins, fmin=fmin,
+                                                 fmax=fmax, ref=1.0, amin=1e-10, top_db=None, freeze_parameters=True)
+        self.bn0 = torch.nn.BatchNorm2d(mel_bins)
+        channels = [1, 64, 128, 256, 512, 1024, 2048]
+        for i in range(6):
+            setattr(self, f"conv_block{i + 1}", _ConvBlock(channels[i], channels[i + 1]))
+        self.fc1 = torch.nn.Linear(2048, 2048, bias=True)
+        self.fc_audioset = torch.nn.Linear(2048, classes_num, bias=True)
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        """Waveforms [B, S] -> embeddings [B, 2048] (ReLU of fc1 on the max + mean over time)."""
+        x = self.logmel_extractor(self.spectrogram_extractor(waveform))  # (B, 1, frames, mels)
+        x = self.bn0(x.transpose(1, 3)).transpose(1, 3)
+        for i in range(6):
+            x = getattr(self, f"conv_block{i + 1}")(x, (2, 2) if i < 5 else (1, 1))
+        x = torch.mean(x, dim=3)
+        x = torch.max(x, dim=2).values + torch.mean(x, dim=2)
+        return torch.relu(self.fc1(x))
+
+
+class PannsEmbedder:
+    """PANNs CNN14 embeddings, 32 kHz mono, one 2048-d vector per file.
+
+    Follows ``frechet_audio_distance`` 0.3.4 for ``model_name="pann", sample_rate=32000``: the
+    file is resampled to 32 kHz by resampy (kaiser_best) and the whole of it goes through CNN14 in
+    one pass (log-mel 1024/320, 64 bands 50-16000 Hz; global max + mean pooling over time), its
+    "embedding" output (after fc1's ReLU) is the file's one vector: FAD on PANNs compares
+    distributions of whole pieces, so it needs many pieces. (That package concatenates these
+    vectors into one flat array before its statistics, so its FAD is over scalars, a bug reported
+    as gudgud96/frechet-audio-distance#37; we keep [files, 2048], as intended there.)
+    Weights: ``Cnn14_mAP=0.431.pth`` (Kong et al., zenodo record 3987831), its "model" entry.
+    """
+
+    name = "panns"
+    sample_rate = 32000
+    url = PANNS_URL
+    _MIN_SAMPLES = 31 * 320  # 32 STFT frames (centred): the fewest that survive five 2x poolings in time
+
+    def __init__(self, device: str | torch.device = "cpu"):
+        state = weights.load_state_dict(self.url, "PANNs CNN14", key="model")
+        model = Cnn14()
+        weights.load_into(model, state, "PANNs CNN14", weights.cached_path(self.url))
+        self.model = model.to(device).eval()
+
+    @staticmethod
+    def is_cached() -> bool:
+        return weights.is_cached(PANNS_URL)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def settings(self) -> dict:
+        return {"kind": "panns", "weights": weights.filename_of(self.url), "window": "whole file",
+                "resampler": "resampy kaiser_best"}
+
+    def resample(self, audio: np.ndarray, rate: int) -> np.ndarray:
+        """Mono audio at ``rate`` -> 32 kHz, with resampy as the reference does."""
+        return _resampy(audio, rate, self.sample_rate)
+
+    @torch.no_grad()
+    def embed(self, audio: np.ndarray) -> np.ndarray:
+        """Mono audio [S] at 32 kHz -> the file's embedding [1, 2048]."""
+        audio = np.asarray(audio, dtype=np.float32)
+        if len(audio) < self._MIN_SAMPLES:
+            raise ValueError(f"PANNs CNN14 needs at least {self._MIN_SAMPLES / self.sample_rate:.3f} s of audio, "
+                             f"got {len(audio) / self.sample_rate:.3f} s")
+        wav = torch.from_numpy(audio)[None].to(self.device)
+        return self.model(wav).float().cpu().numpy()
 
 
 class EmbeddingCache:
