@@ -15,6 +15,7 @@ import argparse
 from ..cli import ArgumentParser, add_generation_arguments, add_threads_argument, quiet_libraries, set_threads
 from ..config import SAMPLING_OPTIONS
 from ..evaluation import DEFAULT_CLAP
+from ..evaluation.protocols import PROTOCOLS
 
 PROG = "evaluate.py"
 
@@ -35,8 +36,13 @@ def parse_args(argv=None, prog: str = PROG):
     p.add_argument("--reference", default=None, help="with --generated: the reference music (any form --data takes, "
                                                      "or a folder of audio files)")
     p.add_argument("--musicgen", default=None, help="MusicGen whose EnCodec embeds the music when there is no --model")
-    p.add_argument("--takes", type=int, default=2, help="pieces per video and system, for diversity across takes (default 2)")
-    p.add_argument("--seconds", type=float, default=10.0, help="seconds of music per clip, and of reference (default 10)")
+    p.add_argument("--takes", type=int, default=None,
+                   help="pieces per video and system, for diversity across takes (default 2; 1 with --protocol)")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="seconds of music per clip, and of reference (default 10; a --protocol fixes its own)")
+    p.add_argument("--protocol", default=None, choices=sorted(PROTOCOLS),
+                   help="a benchmark's recipe: its clip length, one piece per video, its metrics, and a table in its "
+                        "published columns (README: Benchmark protocols)")
     p.add_argument("--segment-seconds", type=float, default=None,
                    help="segment for the conditioning gain (default: the training run's, else --seconds)")
     p.add_argument("--seed", type=int, default=0, help="base seed; piece seeds are seed + 1000 * clip + take")
@@ -65,12 +71,12 @@ def main(argv=None, prog: str = PROG) -> int:
     args = parse_args(argv, prog)
     quiet_libraries()
     set_threads(args.threads)
-    from ..evaluation.runner import EvalOptions, evaluate  # torch, transformers: after the arguments
+    from ..evaluation.runner import EvalOptions, evaluate, with_protocol  # torch, transformers: after the arguments
     from ..evaluation.suite import METRICS
 
     options = EvalOptions(
         out=args.out, model=args.model, baseline_models=args.baseline_model, data=args.data, split=args.split,
-        generated=args.generated, reference=args.reference, takes=args.takes, seconds=args.seconds,
+        generated=args.generated, reference=args.reference,
         segment_seconds=args.segment_seconds, seed=args.seed, guidance_scale=args.guidance_scale,
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, baseline_prompt=args.baseline_prompt,
         musicgen_baselines=not args.no_musicgen_baselines, caption_prompts=args.caption_prompts,
@@ -78,6 +84,10 @@ def main(argv=None, prog: str = PROG) -> int:
         musicgen=args.musicgen, cache_dir=args.cache_dir,
         training_log=args.training_log, device=args.device, batch_size=args.batch_size, case_study=args.case_study,
         show_progress=not args.quiet)
+    if args.protocol:
+        options = with_protocol(options, args.protocol)
+    options.seconds = args.seconds if args.seconds is not None else options.seconds
+    options.takes = args.takes if args.takes is not None else options.takes
     metrics = evaluate(options)
     for slug, system in metrics["systems"].items():
         fad = ", ".join(f"FAD {k} {v:.3f}" for k, v in system.get("fad", {}).items() if v is not None)

@@ -19,7 +19,7 @@ import numpy as np
 from .. import media
 from ..outputs import write_atomic
 from ..spectrum import frame_centres, power_db
-from . import rhythm
+from . import protocols, rhythm
 
 METRICS_NAME = "metrics.json"
 
@@ -81,6 +81,11 @@ def build_tables(metrics: dict) -> list[tuple[str, list[str], list[list[str]], s
                + "Diversity: mean pairwise Euclidean distance of the pieces' mean embeddings (scale of each "
                  "embedding model; compare with the reference row). CLAP text score: cosine similarity of music "
                  "and caption.")]
+    if metrics.get("protocol"):
+        protocol = protocols.lookup(metrics["protocol"])
+        rows = [[s["name"]] + [_fmt(protocols.value(s, c), c.digits) for c in protocol.columns] for s in systems.values()]
+        tables.insert(0, (f"{protocol.title}: the published columns", ["system"] + [c.header for c in protocol.columns],
+                          rows, protocol.note + f" This reference: {metrics['reference']['clips']} clips."))
     for name in metrics.get("video_music_models") or {}:
         rows = [[s["name"], _fmt(s[name]["pieces"]), _fmt(s[name]["score"]), _fmt(s[name]["other_videos"])]
                 for s in systems.values() if s.get(name)]

@@ -18,7 +18,7 @@ import json
 import math
 import re
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,7 @@ from ..errors import MediaError, ModelError, UserInputError
 from ..loudness import limit_peak
 from ..objective import conditioning_losses
 from ..pipeline import VideoBGM, resolve_device
-from . import correspondence, diversity, manifold, rhythm, suite
+from . import correspondence, diversity, manifold, protocols, rhythm, suite
 from .data import ReferenceSet, has_video, load_reference, read_generated
 from . import DEFAULT_CLAP
 from .embeddings import ClapEmbedder, EmbeddingCache, EncodecEmbedder
@@ -90,11 +90,27 @@ class EvalOptions:
         unknown = sorted(set(self.metrics) - set(suite.METRICS))
         if unknown:
             raise UserInputError(f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(suite.METRICS)}")
+        if self.protocol is not None:
+            try:
+                protocol = protocols.lookup(self.protocol)
+            except ValueError as err:
+                raise UserInputError(f"--protocol: {err}") from None
+            if self.seconds != protocol.seconds:
+                raise UserInputError(f"--protocol {protocol.name} scores {protocol.seconds:g} s per clip; "
+                                     f"leave out --seconds (got {self.seconds:g})")
         try:
             GenerationParams(guidance_scale=self.guidance_scale, temperature=self.temperature, top_k=self.top_k,
                              top_p=self.top_p).validate()
         except ValueError as err:
             raise UserInputError(f"--{str(err).replace('_', '-')}") from None
+
+
+def with_protocol(options: EvalOptions, name: str) -> EvalOptions:
+    """``options`` set up as benchmark ``name`` fixes them: its clip length, pieces per video, and metrics
+    (those the user turned off explicitly stay off; their columns are then empty)."""
+    protocol = protocols.lookup(name)
+    metrics = {**{m: True for m in protocol.metrics}, **{k: v for k, v in options.metrics.items() if v is not None}}
+    return replace(options, protocol=name, seconds=protocol.seconds, takes=protocol.takes, metrics=metrics)
 
 
 @dataclass
@@ -124,6 +140,10 @@ def evaluate(options: EvalOptions) -> dict:
     skipped = list(reference.skipped)
     for s in skipped:
         log(f"skipping {s.what}: {s.why}")
+    protocol = protocols.lookup(options.protocol) if options.protocol else None
+    if protocol and protocol.clips and len(reference.clips) != protocol.clips:
+        log(f"warning: {protocol.title} has {protocol.clips} clips, this reference {len(reference.clips)}: "
+            f"its numbers are not comparable with the published ones")
 
     model = VideoBGM.from_pretrained(options.model, device=device) if options.model else None
     baselines = [(ref, VideoBGM.from_pretrained(ref, device=device)) for ref in options.baseline_models]
@@ -211,6 +231,7 @@ def evaluate(options: EvalOptions) -> dict:
         "systems": {s.slug: {"name": s.name, "kind": s.kind, **s.settings, **results[s.slug]} for s in systems},
         "conditioning": {slug: {"segment_seconds": segment, **values} for slug, values in conditioning.items()},
         "skipped": [{"what": s.what, "why": s.why} for s in skipped],
+        "protocol": protocol.name if protocol else None,
         "training_log": str(log_path) if log_path else None,
         "embeddings_computed": store.computed,
     }
