@@ -130,9 +130,7 @@ def load_network(device: str | torch.device = "cpu") -> torch.nn.Module:
     keeping only its vision and audio branches."""
     state = weights.load_state_dict(URL, WHAT)  # before building: offline is one line at once
     module = model_module()
-    with torch.device("meta"):  # no random initialisation: every tensor comes from the file
-        model = module.imagebind_huge(pretrained=False)
-    model = model.to_empty(device="cpu")
+    model = module.imagebind_huge(pretrained=False)  # its random initialisation: about 25 s on 2 CPU cores
     weights.load_into(model, state, WHAT, weights.cached_path(URL))
     del state
     for part in (model.modality_preprocessors, model.modality_trunks, model.modality_heads,
@@ -278,8 +276,10 @@ def audio_input(path, seconds: float | None = None) -> torch.Tensor:
 class ImageBindScorer:
     """ImageBind embeddings of videos and music files, and the score of a pair (see the module docstring).
 
-    ``cache_dir``: where embeddings are kept (``<cache_dir>/embeddings/...``); None keeps none. The
-    network (about 4.5 GB of weights) is loaded on the first embedding that is not in the cache.
+    Building one fails at once, in one line, when the ``imagebind`` package is missing or the weight
+    file is neither cached nor downloadable; the network itself (about 4.5 GB) is loaded on the first
+    embedding that is not cached. Embeddings are kept in memory per file content and, with
+    ``cache_dir``, on disk (``<cache_dir>/embeddings/<settings key>/<sha256>.safetensors``).
     """
 
     name = "imagebind"
@@ -287,8 +287,11 @@ class ImageBindScorer:
     def __init__(self, device: str | torch.device = "cpu", cache_dir: str | Path | None = None):
         self.device = torch.device(device)
         self.cache_dir = None if cache_dir is None else Path(cache_dir) / "embeddings"
-        self.computed = 0  # embeddings computed (not read from the cache) by this instance
+        self.computed = 0  # embeddings computed (not read from a cache) by this instance
         self._network = None
+        self._memory: dict[tuple, np.ndarray] = {}
+        weights.fetch(URL, WHAT)
+        model_module()
 
     @staticmethod
     def is_cached() -> bool:
@@ -301,7 +304,12 @@ class ImageBindScorer:
             self._network = load_network(self.device)
         return self._network
 
-    def settings(self, modality: str, seconds: float | None) -> dict:
+    def settings(self) -> dict:
+        return {"kind": "imagebind", "weights": weights.filename_of(URL),
+                "vision": self._settings("vision", None), "audio": self._settings("audio", None)}
+
+    @staticmethod
+    def _settings(modality: str, seconds: float | None) -> dict:
         common = {"kind": f"imagebind-{modality}", "weights": weights.filename_of(URL), "seconds": seconds,
                   "clip_seconds": CLIP_SECONDS}
         if modality == "vision":
@@ -331,17 +339,23 @@ class ImageBindScorer:
         return float(torch.nn.functional.cosine_similarity(v, a, dim=1, eps=1e-6)[0])
 
     def _cached(self, path, modality: str, seconds: float | None, make_input) -> np.ndarray:
+        settings = self._settings(modality, seconds)
+        digest = file_digest(Path(path))
+        key = (settings_key(settings), digest)
+        if key in self._memory:
+            return self._memory[key]
         target = None
         if self.cache_dir is not None:
-            settings = self.settings(modality, seconds)
-            folder = self.cache_dir / settings_key(settings)
-            target = folder / f"{file_digest(Path(path))}.safetensors"
+            folder = self.cache_dir / key[0]
+            target = folder / f"{digest}.safetensors"
             if target.is_file():
-                return load_file(target)["embedding"].numpy()
+                self._memory[key] = load_file(target)["embedding"].numpy()
+                return self._memory[key]
         embedding = np.ascontiguousarray(self.embed_inputs(modality, make_input()), dtype=np.float32)
         if target is not None:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "settings.json").write_text(json.dumps(settings, indent=1) + "\n")
             save_atomic({"embedding": torch.from_numpy(embedding)}, target)
         self.computed += 1
+        self._memory[key] = embedding
         return embedding
