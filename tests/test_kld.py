@@ -9,6 +9,7 @@ its ``__init__`` is never run here). Without them those two tests skip.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import math
@@ -183,6 +184,24 @@ def embedded(classifier, wavs, tmp_path_factory):
     return cache, {name: cache.embed_file(path, classifier) for name, path in wavs.items()}
 
 
+def test_the_default_20_s_network_is_hear21passts(monkeypatch):
+    """build_passt(20) against hear21passt.base20sec.get_basic_model (audiocraft's pretrained_length=20),
+    download off: the same modules, parameter shapes (the time embedding for 2000 frames) and front end."""
+    import hear21passt.base20sec
+    from hear21passt.models.passt import get_model
+
+    monkeypatch.setattr(hear21passt.base20sec, "get_model_passt", functools.partial(get_model, pretrained=False))
+    with kld._quiet():
+        theirs = hear21passt.base20sec.get_basic_model(mode="logits")
+    ours = kld.build_passt(20)
+    shapes = lambda m: {k: tuple(v.shape) for k, v in m.state_dict().items()}  # noqa: E731
+    assert shapes(ours) == shapes(theirs)
+    assert repr(ours) == repr(theirs) and ours.mode == theirs.mode == "logits"
+    assert vars(ours.mel).keys() == vars(theirs.mel).keys()
+    for key in ("n_mels", "n_fft", "sr", "win_length", "hopsize", "fmin", "fmax", "fmin_aug_range", "fmax_aug_range"):
+        assert getattr(ours.mel, key) == getattr(theirs.mel, key), key
+
+
 def test_end_to_end_with_the_embedding_cache(classifier, wavs, embedded):
     cache, emb = embedded
     tonal, noisy = emb["tonal"], emb["noisy"]
@@ -199,15 +218,15 @@ def test_end_to_end_with_the_embedding_cache(classifier, wavs, embedded):
 
 def test_matches_audiocrafts_metric_on_the_same_network(audiocraft_kld, hub, wavs, embedded, monkeypatch):
     """audiocraft's PasstKLDivergenceMetric, whole (julius resampling, downmix, segmentation, PaSST,
-    softmax, KL, averaging), with hear21passt's downloading get_basic_model replaced by the same
-    network holding the same random weights."""
+    softmax, KL, averaging) on hear21passt's own get_basic_model, its download turned off and the
+    same random weights loaded (strictly) afterwards."""
     import hear21passt.base
     import soundfile
+    from hear21passt.models.passt import get_model
 
-    model = kld.build_passt(LENGTH)
-    model.net.load_state_dict(hub[1])
-    monkeypatch.setattr(hear21passt.base, "get_basic_model", lambda **kwargs: model)
+    monkeypatch.setattr(hear21passt.base, "get_model_passt", functools.partial(get_model, pretrained=False))
     metric = audiocraft_kld.PasstKLDivergenceMetric(pretrained_length=LENGTH)
+    metric.model.net.load_state_dict(hub[1], strict=True)
 
     audio = {name: torch.from_numpy(soundfile.read(path, dtype="float32", always_2d=True)[0].T.copy())
              for name, path in wavs.items()}
