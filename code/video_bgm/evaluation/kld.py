@@ -26,6 +26,12 @@ Which length: audiocraft's MusicGen solver config (``config/solver/musicgen/defa
 ``metrics.kld.passt.pretrained_length: 20``) uses the 20 s model, so MusicGen's published KL used it;
 the class's own default and the AudioGen config use 10 s. ``PasstClassifier`` defaults to 20.
 
+Inputs: audiocraft's MusicGen evaluation loudness-normalises the generated audio before the metric
+(``generate.audio``: strategy ``loudness``, 14 dB headroom) and cuts it to the reference's length;
+the reference audio is used as loaded. Here each file is scored as it is: give generated and
+reference pieces the same span (``EmbeddingCache.embed_file(..., seconds)``) so their segments pair
+up as audiocraft's do.
+
 Because of the 1e-6 added to the generated distribution only, a piece compared with itself gives
 sum_c p(c) * log(p(c) / (p(c) + 1e-6)) ~ -527e-6, not exactly 0; audiocraft reports that too.
 
