@@ -1,9 +1,9 @@
 """KL divergence of AudioSet label distributions from PaSST, exactly as audiocraft computes it.
 
 Follows ``PasstKLDivergenceMetric`` and ``kl_divergence`` in audiocraft's
-``audiocraft/metrics/kld.py`` (facebookresearch/audiocraft, the same from v1.1.0 to v1.3.0 and main, since commit
-2454f80 of August 2023, "Update KLD with PaSST to reproduce MusicGen results"; v1.0.0 padded short
-segments instead), with ``convert_audio`` from ``audiocraft/data/audio_utils.py``:
+``audiocraft/metrics/kld.py`` (facebookresearch/audiocraft: the same from v1.1.0 to v1.3.0 and main,
+since commit 2454f80 of August 2023, "Update KLD with PaSST to reproduce MusicGen results"; v1.0.0
+padded short segments instead), with ``convert_audio`` from ``audiocraft/data/audio_utils.py``:
 
 1. Audio is resampled to 32 kHz with ``julius.resample_frac`` (default zeros=24, rolloff=0.945) and
    downmixed to mono.
