@@ -6,7 +6,9 @@ What the reference computes (Diff-V2M, ``inference/imagebind_score.py`` of githu
 the same in the "calculate_imagebind_score" scripts that follow it):
 
 - vision: ``imagebind.data.load_and_transform_video_data([video])`` with its defaults, i.e. pytorchvideo's
-  ``ConstantClipsPerVideoSampler(clip_duration=2, clips_per_video=5)`` over the video's duration
+  ``ConstantClipsPerVideoSampler(clip_duration=2, clips_per_video=5)`` (as of the pytorchvideo commits
+  ImageBind pins, 28fe037 and 6cdc929; the 0.1.5 release on PyPI spaces clips by duration / 5 and
+  cannot run ``imagebind.data``) over the video's duration
   (decord: frames / average fps): 5 clips of 2 s whose starts are evenly spaced from 0 to
   duration - 2 (all at 0 for videos of 2 s or less); the frames of a clip are those with index in
   [ceil(fps * start), ceil(fps * end)), of which ``UniformTemporalSubsample(2)`` keeps the first and
@@ -30,10 +32,11 @@ This module does the same with our own code: frames and audio are decoded by PyA
 (``video_bgm.media``) instead of decord and torchaudio/torchcodec, and the network is the
 ``imagebind`` package's own ``ImageBindModel`` (``imagebind_huge``'s settings) with Meta's weights,
 ``imagebind_huge.pth``, fetched into torch's hub cache by :mod:`.weights`. Differences from the
-reference: frames are read upright, as a player shows them (decord ignores rotation metadata: the
-two agree on unrotated files); frame ``i`` is the frame shown at ``i / fps`` (decord counts decoded
-frames: the same for constant-frame-rate video); a source with more than two channels is
-first mixed down to stereo by FFmpeg (the reference takes its first channel as decoded).
+reference: frame ``i`` is the frame shown at ``i / fps`` (decord counts decoded frames: the same for
+constant-frame-rate video); a source with more than two channels is first mixed down to stereo by
+FFmpeg (the reference takes its first channel as decoded). Both read frames upright, rotation
+metadata applied (decord 0.6.0 does so too). On the test videos (landscape, portrait, rotated,
+10 and 29.97 fps) and WAV files, the views equal ``imagebind.data``'s bit for bit.
 
 Licence: ImageBind's code and weights are Meta's, under CC BY-NC-SA 4.0 (the repository's LICENSE
 file; its README says CC-BY-NC 4.0): non-commercial use only. Nothing of ImageBind's code is copied
@@ -71,7 +74,7 @@ from . import weights
 
 URL = "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"
 WHAT = "ImageBind"
-INSTALL = "pip install --no-deps imagebind-unofficial==0.1.1 && pip install ftfy iopath einops timm regex"
+INSTALL = "pip install torchaudio timm einops ftfy iopath regex && pip install --no-deps imagebind-unofficial==0.1.1"
 
 # imagebind.data's defaults
 CLIP_SECONDS = 2
@@ -292,6 +295,8 @@ class ImageBindScorer:
         self._memory: dict[tuple, np.ndarray] = {}
         weights.fetch(URL, WHAT)
         model_module()
+        if importlib.util.find_spec("torchaudio") is None:  # its Kaldi fbank and resampler are the reference's
+            raise ModelError(WHAT, f"torchaudio is not installed: {INSTALL}")
 
     @staticmethod
     def is_cached() -> bool:
