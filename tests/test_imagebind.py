@@ -221,6 +221,17 @@ def test_offline_is_one_line_naming_the_weight_file(monkeypatch, tmp_path, clip_
     assert time.monotonic() - started < 5
 
 
+def test_missing_package_is_one_line_with_the_install_command(monkeypatch):
+    for name in [n for n in sys.modules if n == "imagebind" or n.startswith("imagebind.")]:
+        monkeypatch.delitem(sys.modules, name)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "imagebind" else real_find_spec(name, *args))
+    with pytest.raises(ModelError) as info:
+        ib.model_module()
+    assert "\n" not in str(info.value) and "pip install --no-deps imagebind-unofficial" in str(info.value)
+
+
 # ---------------------------------------------------------------------------------------------
 # The real architecture
 
