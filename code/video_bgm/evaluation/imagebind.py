@@ -133,7 +133,7 @@ def load_network(device: str | torch.device = "cpu") -> torch.nn.Module:
     keeping only its vision and audio branches."""
     state = weights.load_state_dict(URL, WHAT)  # before building: offline is one line at once
     module = model_module()
-    model = module.imagebind_huge(pretrained=False)  # its random initialisation: about 25 s on 2 CPU cores
+    model = module.imagebind_huge(pretrained=False)  # its random initialisation: 7-25 s on 2 CPU cores
     weights.load_into(model, state, WHAT, weights.cached_path(URL))
     del state
     for part in (model.modality_preprocessors, model.modality_trunks, model.modality_heads,
