@@ -132,19 +132,25 @@ def test_panns_embeds_one_vector_per_file_through_the_cache(embedders, melodies,
 # --- the reference package --------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def reference():
-    """frechet_audio_distance 0.3.4, installed with ``pip install --no-deps frechet-audio-distance==0.3.4
-    encodec==0.1.1`` (its requirements pin numpy<2 on Python < 3.13). Its ``fad`` module imports
-    ``laion_clap`` at the top, used only for model_name="clap" and not installable beside numpy 2
-    (laion_clap pins numpy 1.x): a stand-in module takes its place when it is missing."""
-    if "laion_clap" not in sys.modules:
-        try:
-            import laion_clap  # noqa: F401
-        except ImportError:
-            sys.modules["laion_clap"] = types.ModuleType("laion_clap")  # stand-in: never called on these paths
-    pytest.importorskip("encodec")
-    fad_module = pytest.importorskip("frechet_audio_distance.fad")
-    from frechet_audio_distance.utils import load_audio_task
+    """frechet_audio_distance 0.3.4 (its ``fad`` module and ``load_audio_task``), installed with
+    ``pip install --no-deps frechet-audio-distance==0.3.4 encodec==0.1.1``: its own requirements pin
+    numpy<2 on Python < 3.13 (and laion_clap pins numpy 1.x). Its package imports ``laion_clap`` at the
+    top, used only for model_name="clap": where laion_clap is not installed, a stand-in module is in
+    sys.modules while the package imports (and removed after, so no other test sees it)."""
+    import importlib.util
 
+    pytest.importorskip("encodec", reason="pip install encodec==0.1.1 (imported by frechet_audio_distance)")
+    if importlib.util.find_spec("frechet_audio_distance") is None:
+        pytest.skip("pip install --no-deps frechet-audio-distance==0.3.4 encodec==0.1.1")
+    stand_in = "laion_clap" not in sys.modules and importlib.util.find_spec("laion_clap") is None
+    if stand_in:
+        sys.modules["laion_clap"] = types.ModuleType("laion_clap")  # never called on the vggish/pann paths
+    try:
+        from frechet_audio_distance import fad as fad_module
+        from frechet_audio_distance.utils import load_audio_task
+    finally:
+        if stand_in:
+            del sys.modules["laion_clap"]
     return fad_module, load_audio_task
 
 
