@@ -17,6 +17,9 @@
   runs it for ``model_name="pann"`` at 32 kHz: resampy to 32 kHz, the whole file in one pass,
   one 2048-d "embedding" vector per file.
 
+VGGish's and CNN14's weight files come through ``weights`` (torch's hub cache, fetched once; offline,
+a missing file is one line); ``is_cached()`` says whether they are there without fetching.
+
 ``EmbeddingCache`` keeps each file's embeddings [n, D] under
 ``<cache>/embeddings/<settings key>/<sha256 of the file>.safetensors``: the key holds the
 embedding model and the span of audio embedded, so a re-run embeds only new or changed files.
