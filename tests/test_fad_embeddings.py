@@ -216,6 +216,7 @@ def test_panns_equals_the_reference_package(reference, embedders, melodies, torc
     np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6 * np.abs(theirs).max())
 
 
+@pytest.mark.filterwarnings("ignore:The `disp` argument:DeprecationWarning")  # scipy, in the reference
 def test_frechet_distance_equals_the_reference_package(reference):
     fad_module, _ = reference
     ref = object.__new__(fad_module.FrechetAudioDistance)  # its statistics need no model
