@@ -118,8 +118,8 @@ def full_filesystem(tmp_path):
         subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
-def require_audio_tool(what: str, present: bool, install: str, flag: str) -> None:
-    """Skip, naming the apt command, when a system audio tool is missing; ``flag`` set (CI) makes it a failure."""
+def require_installed(what: str, present: bool, install: str, flag: str) -> None:
+    """Skip, naming the install command, when something a test needs is missing; ``flag`` set (CI) makes it a failure."""
     if present:
         return
     message = f"this test needs {what}: {install}"
@@ -135,7 +135,7 @@ def rendered_music(tmp_path_factory):
 
     from video_bgm import synthetic
 
-    require_audio_tool("fluidsynth and the GM soundfont",
+    require_installed("fluidsynth and the GM soundfont",
                        shutil.which("fluidsynth") is not None and synthetic.SOUNDFONT.is_file(),
                        "apt-get install -y fluidsynth fluid-soundfont-gm", "REQUIRE_FLUIDSYNTH")
     folder, cache = tmp_path_factory.mktemp("rendered"), {}
@@ -154,3 +154,12 @@ def clips12(tmp_path_factory) -> Path:
     from video_bgm.synthetic import write_paired_clips
 
     return write_paired_clips(tmp_path_factory.mktemp("paired") / "videos", 12)
+
+
+REFERENCES = "pip install --no-deps -r requirements-reference.txt"
+
+
+def require_reference(what: str, present: bool) -> None:
+    """A reference implementation (requirements-reference.txt) that a metric is checked against;
+    REQUIRE_REFERENCES=1 (CI) makes its absence a failure."""
+    require_installed(what, present, REFERENCES, "REQUIRE_REFERENCES")

@@ -6,7 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import require_audio_tool
+from conftest import require_installed
 
 from video_bgm import beats, cutsync
 from video_bgm.synthetic import click_track
@@ -111,7 +111,7 @@ def test_anchors_keep_every_stretch_within_the_bound():
 @pytest.mark.parametrize("stretcher", cutsync.STRETCHERS)
 def test_nudge_moves_known_beats_onto_the_cuts_and_keeps_the_length(stretcher):
     if stretcher == "rubberband":
-        require_audio_tool("Rubber Band", shutil.which("rubberband") is not None,
+        require_installed("Rubber Band", shutil.which("rubberband") is not None,
                            "apt-get install -y rubberband-cli", "REQUIRE_RUBBERBAND")
     clicks = np.arange(0.25, 12, 0.5)
     audio = click_track(clicks, 12.0, SR, channels=2)

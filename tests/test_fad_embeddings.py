@@ -19,6 +19,9 @@ from video_bgm.evaluation.embeddings import (PANNS_URL, VGGISH_URL, EmbeddingCac
                                              read_audio)
 from video_bgm.evaluation.fad import fad, frechet_distance, gaussian_stats
 
+from conftest import require_installed, require_reference
+from reference_networks import save_panns, save_vggish
+
 FILE_RATE = 44100  # the test files' rate: both embedders resample them (resampy), as the reference does
 
 
@@ -41,34 +44,15 @@ def _noisy(audio: np.ndarray, snr_db: float, seed: int) -> np.ndarray:
 
 
 # --- the fake cache of weight files and the embedders built from it --------------------------
-def _random_weights(model: torch.nn.Module, seed: int) -> dict:
-    """The state dict of ``model`` with He-normal random weights in its Conv2d and Linear layers
-    (biases 0; BatchNorm, STFT and mel kernels as built). PyTorch's default init shrinks the signal
-    about 2.4x per layer: after CNN14's 12 convolutions every clip would get the same embedding to
-    1e-5, below what FAD's eps resolves, so the known-answer tests would see nothing."""
-    torch.manual_seed(seed)
-    for module in model.modules():
-        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
-            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-            if module.bias is not None:
-                torch.nn.init.zeros_(module.bias)
-    return model.state_dict()
-
-
 @pytest.fixture(scope="module")
 def torch_home(tmp_path_factory):
     """A TORCH_HOME whose hub/checkpoints hold VGGish's and CNN14's files, random weights in the real
     files' format: VGGish a plain state dict, PANNs {"model": state dict}."""
-    from torchvggish.torchvggish import VGG, make_layers
-
-    from video_bgm.evaluation.embeddings import Cnn14
-
     home = tmp_path_factory.mktemp("torch-home")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TORCH_HOME", str(home))
-        weights.checkpoint_dir().mkdir(parents=True)
-        torch.save(_random_weights(VGG(make_layers(), postprocess=False), 0), weights.cached_path(VGGISH_URL))
-        torch.save({"model": _random_weights(Cnn14(), 1)}, weights.cached_path(PANNS_URL))
+        save_vggish(0)
+        save_panns(1)
     return home
 
 
@@ -133,15 +117,15 @@ def test_panns_embeds_one_vector_per_file_through_the_cache(embedders, melodies,
 @pytest.fixture(scope="module")
 def reference():
     """frechet_audio_distance 0.3.4 (its ``fad`` module and ``load_audio_task``), installed with
-    ``pip install --no-deps frechet-audio-distance==0.3.4 encodec==0.1.1``: its own requirements pin
+    requirements-reference.txt (``--no-deps``) and encodec from requirements-test.txt: its own requirements pin
     numpy<2 on Python < 3.13 (and laion_clap pins numpy 1.x). Its package imports ``laion_clap`` at the
     top, used only for model_name="clap": where laion_clap is not installed, a stand-in module is in
     sys.modules while the package imports (and removed after, so no other test sees it)."""
     import importlib.util
 
-    pytest.importorskip("encodec", reason="pip install encodec==0.1.1 (imported by frechet_audio_distance)")
-    if importlib.util.find_spec("frechet_audio_distance") is None:
-        pytest.skip("pip install --no-deps frechet-audio-distance==0.3.4 encodec==0.1.1")
+    require_installed("encodec (frechet_audio_distance imports it)", importlib.util.find_spec("encodec") is not None,
+                      "pip install -r requirements-test.txt", "REQUIRE_REFERENCES")
+    require_reference("frechet_audio_distance", importlib.util.find_spec("frechet_audio_distance") is not None)
     stand_in = "laion_clap" not in sys.modules and importlib.util.find_spec("laion_clap") is None
     if stand_in:
         sys.modules["laion_clap"] = types.ModuleType("laion_clap")  # never called on the vggish/pann paths

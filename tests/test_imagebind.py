@@ -37,10 +37,10 @@ from video_bgm.evaluation import imagebind as ib
 from video_bgm.evaluation import weights
 from video_bgm.synthetic import write_test_video
 
-SMALL = dict(vision_embed_dim=32, vision_num_blocks=1, vision_num_heads=2, audio_embed_dim=32, audio_num_blocks=1,
-             audio_num_heads=2, text_embed_dim=32, text_num_blocks=1, text_num_heads=2, depth_embed_dim=32,
-             depth_num_blocks=1, depth_num_heads=2, thermal_embed_dim=32, thermal_num_blocks=1, thermal_num_heads=2,
-             imu_embed_dim=32, imu_num_blocks=1, imu_num_heads=2, out_embed_dim=16)
+from conftest import require_reference
+from reference_networks import IMAGEBIND_SMALL, save_imagebind_stand_in
+
+SMALL = IMAGEBIND_SMALL
 
 
 @pytest.fixture(scope="module")
@@ -49,20 +49,14 @@ def package():
     try:
         return ib.model_module()
     except ModelError as err:
-        pytest.skip(str(err))
+        require_reference(f"the imagebind package ({err})", False)
 
 
 @pytest.fixture
 def stand_in(package, monkeypatch, tmp_path):
     """A small ImageBindModel in place of imagebind_huge, its random weights in a fake torch hub cache."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(package, "imagebind_huge", lambda pretrained=False: package.ImageBindModel(**SMALL))
-    torch.manual_seed(0)
-    state = package.ImageBindModel(**SMALL).state_dict()
-    path = weights.cached_path(ib.URL)
-    path.parent.mkdir(parents=True)
-    torch.save(state, path)
-    return state
+    return save_imagebind_stand_in(monkeypatch)
 
 
 @pytest.fixture(scope="module")

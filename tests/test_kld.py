@@ -23,8 +23,11 @@ import torch
 
 from video_bgm import media
 from video_bgm.errors import ModelError
-from video_bgm.evaluation import kld, weights
+from video_bgm.evaluation import kld
 from video_bgm.evaluation.embeddings import EmbeddingCache
+
+from conftest import require_installed, require_reference
+from reference_networks import save_passt
 
 LENGTH = 10  # the 10 s classifier keeps forward passes short; 20 s differs only in its time embedding
 RATE = 48_000  # the test files' rate: resampling to 32 kHz is part of what is compared
@@ -96,11 +99,10 @@ def audiocraft_kld():
     not run. Everything the metric computes with is the real code: kld.py, audio_utils.convert_audio,
     julius, torchmetrics, hear21passt.
     """
-    pytest.importorskip("torchmetrics")
-    pytest.importorskip("julius")
+    require_installed("torchmetrics", importlib.util.find_spec("torchmetrics") is not None,
+                      "pip install -r requirements-test.txt", "REQUIRE_REFERENCES")
     spec = importlib.util.find_spec("audiocraft")  # finds the package without running its __init__
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("audiocraft's files are not installed (pip install --no-deps audiocraft==1.3.0)")
+    require_reference("audiocraft's metric code", spec is not None and bool(spec.submodule_search_locations))
     root = Path(next(iter(spec.submodule_search_locations)))
     saved = {name: mod for name, mod in sys.modules.items() if name == "audiocraft" or name.startswith("audiocraft.")}
     try:
@@ -133,17 +135,7 @@ def hub(tmp_path_factory):
     home = tmp_path_factory.mktemp("torch-home")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TORCH_HOME", str(home))
-        torch.manual_seed(0)
-        net = kld.build_passt(LENGTH).net
-        with torch.no_grad():  # PaSST zero-initialises its heads: every logit would be 0, every piece alike
-            for name in ("head.1", "head_dist"):
-                module = net.get_submodule(name)
-                module.weight.normal_(0, 0.2)
-                module.bias.normal_(0, 1.0)
-        path = weights.cached_path(kld.weight_url(LENGTH))
-        path.parent.mkdir(parents=True)
-        torch.save(net.state_dict(), path)
-        yield home, {k: v.clone() for k, v in net.state_dict().items()}
+        yield home, save_passt(LENGTH)
 
 
 @pytest.fixture(scope="module")

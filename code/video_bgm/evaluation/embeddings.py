@@ -6,6 +6,8 @@
   dropped unless it is the only one), each window one L2-normalised embedding. Windows never
   exceed that length, so the feature extractor's random crops never happen: embeddings are
   deterministic. ``embed_text`` gives CLAP text embeddings for the text-audio score.
+- ``ClapMusicEmbedder``: the music CLAP with fadtk's windowing for its ``clap-laion-music`` FAD (10 s
+  windows every second, zero-padded; 16-bit quantised input).
 - ``EncodecEmbedder``: the continuous latents of the MusicGen's own EnCodec encoder (before
   quantisation), one vector per code frame (50 per second), mono.
 - ``VggishEmbedder``: VGGish (Hershey et al. 2017; the network of Google's original FAD, Kilgour
@@ -35,11 +37,11 @@ import torch
 from safetensors.torch import load_file
 
 from .. import media
-from ..errors import ModelError
+from ..errors import MediaError, ModelError
 from ..musicgen import MusicGen
 from ..refs import first_line, load_pretrained
 from ..data.cache import file_digest, save_atomic, settings_key
-from . import DEFAULT_CLAP, weights
+from . import CLAP_MUSIC, DEFAULT_CLAP, weights
 
 
 
@@ -109,6 +111,32 @@ class ClapEmbedder:
         features = self.model.get_text_features(input_ids=batch["input_ids"],
                                                 attention_mask=batch["attention_mask"]).pooler_output
         return features.float().cpu().numpy()
+
+
+class ClapMusicEmbedder(ClapEmbedder):
+    """CLAP-music embeddings as fadtk computes its ``clap-laion-music`` FAD (``fadtk/model_loader.py``,
+    ``CLAPLaionModel``): LAION's music CLAP (HTSAT-base; here transformers' port, ``laion/larger_clap_music``),
+    48 kHz mono quantised to 16 bits (``int16_to_float32(float32_to_int16(x))``), windows of 10 s
+    starting every second, each zero-padded to 10 s (so a 10 s piece gives 10 windows), one unit-length
+    embedding per window."""
+
+    name = "clap-music"
+    hop_seconds = 1
+
+    def __init__(self, ref: str = CLAP_MUSIC, device: str | torch.device = "cpu", revision: str | None = None,
+                 batch_size: int = 16):
+        super().__init__(ref, device, revision, batch_size)
+
+    def settings(self) -> dict:
+        return {**super().settings(), "kind": "clap-music", "hop_s": self.hop_seconds, "pad": "zeros",
+                "quantise": "int16"}
+
+    def windows(self, audio: np.ndarray) -> list[np.ndarray]:
+        """Mono audio [S] -> 16-bit-quantised windows of exactly ``window`` samples, one per second."""
+        quantised = (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16).astype(np.float32) / 32767.0
+        hop = self.hop_seconds * self.sample_rate
+        return [np.pad(w, (0, self.window - len(w))) for w in
+                (quantised[i:i + self.window] for i in range(0, max(len(quantised), 1), hop))]
 
 
 class EncodecEmbedder:
@@ -340,7 +368,10 @@ class EmbeddingCache:
         if target.is_file():
             return load_file(target)["embedding"].numpy()
         audio = read_audio(path, embedder, seconds)
-        embedding = np.ascontiguousarray(embedder.embed(audio), dtype=np.float32)
+        try:
+            embedding = np.ascontiguousarray(embedder.embed(audio), dtype=np.float32)
+        except ValueError as err:  # too short for this network (VGGish needs 0.975 s): that file is skipped
+            raise MediaError(path, f"{embedder.name}: {err}") from None
         save_atomic({"embedding": torch.from_numpy(embedding)}, target)
         self.computed += 1
         return embedding

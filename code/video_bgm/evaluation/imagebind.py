@@ -74,7 +74,7 @@ from . import weights
 
 URL = "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"
 WHAT = "ImageBind"
-INSTALL = "pip install torchaudio timm einops ftfy iopath regex && pip install --no-deps imagebind-unofficial==0.1.1"
+INSTALL = "pip install --no-deps imagebind-unofficial==0.1.1 (its own requirements cannot go beside ours)"
 
 # imagebind.data's defaults
 CLIP_SECONDS = 2
@@ -296,7 +296,7 @@ class ImageBindScorer:
         weights.fetch(URL, WHAT)
         model_module()
         if importlib.util.find_spec("torchaudio") is None:  # its Kaldi fbank and resampler are the reference's
-            raise ModelError(WHAT, f"torchaudio is not installed: {INSTALL}")
+            raise ModelError(WHAT, "torchaudio is not installed: pip install -r requirements.txt")
 
     @staticmethod
     def is_cached() -> bool:

@@ -167,7 +167,7 @@ def evaluate(options: EvalOptions) -> dict:
     for name in suite.selected(options.metrics):
         metric = suite.METRICS[name]
         try:
-            built = metric.build(device)
+            built = metric.build(device, cache)
         except ModelError as err:
             raise ModelError(err.model, f"{err.problem}; or leave it out with --no-{name}") from None
         {"fad": embedders, "kl": classifiers, "video": scorers}[metric.kind][name] = built

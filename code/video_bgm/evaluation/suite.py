@@ -23,7 +23,7 @@ class Metric:
     kind: str                           # "fad", "kl" or "video"
     help: str
     is_cached: Callable[[], bool]       # its weights are on this machine
-    build: Callable[[object], object]   # device -> the embedder / classifier / scorer
+    build: Callable[[object, object], object]  # (device, cache folder) -> the embedder / classifier / scorer
 
 
 def _vggish_cached() -> bool:
@@ -32,7 +32,7 @@ def _vggish_cached() -> bool:
     return VggishEmbedder.is_cached()
 
 
-def _vggish(device):
+def _vggish(device, cache):
     from .embeddings import VggishEmbedder
 
     return VggishEmbedder(device=device)
@@ -44,7 +44,7 @@ def _panns_cached() -> bool:
     return PannsEmbedder.is_cached()
 
 
-def _panns(device):
+def _panns(device, cache):
     from .embeddings import PannsEmbedder
 
     return PannsEmbedder(device=device)
@@ -56,7 +56,7 @@ def _clap_music_cached() -> bool:
     return is_cached(CLAP_MUSIC)
 
 
-def _clap_music(device):
+def _clap_music(device, cache):
     from .embeddings import ClapMusicEmbedder
 
     return ClapMusicEmbedder(device=device)
@@ -68,7 +68,7 @@ def _passt_cached() -> bool:
     return PasstClassifier.is_cached()
 
 
-def _passt(device):
+def _passt(device, cache):
     from .kld import PasstClassifier
 
     return PasstClassifier(device=device)
@@ -80,10 +80,10 @@ def _imagebind_cached() -> bool:
     return ImageBindScorer.is_cached()
 
 
-def _imagebind(device):
+def _imagebind(device, cache):
     from .imagebind import ImageBindScorer
 
-    return ImageBindScorer(device=device)
+    return ImageBindScorer(device=device, cache_dir=cache)
 
 
 METRICS: dict[str, Metric] = {m.name: m for m in (
