@@ -11,8 +11,6 @@ publish.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from scipy import linalg
 
@@ -25,34 +23,26 @@ def gaussian_stats(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x.mean(axis=0), np.cov(x, rowvar=False).reshape(x.shape[1], x.shape[1])
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
-                     eps: float = 1e-6) -> float:
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
     """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2).
 
-    A singular product (fewer samples than dimensions) gets ``eps`` added to both diagonals, and
-    the tiny imaginary parts sqrtm leaves from rounding are dropped, as the reference FAD/FID
-    implementations do; a large imaginary part is an error.
+    tr (S1 S2)^(1/2) is taken as the sum of the square roots of the eigenvalues of the symmetric
+    S1^(1/2) S2 S1^(1/2), which has the same eigenvalues as S1 S2: the same number the reference
+    implementations get from ``scipy.linalg.sqrtm(S1 @ S2)``, without its imaginary rounding
+    residue and without the eps they add to both diagonals when the product is singular (fewer
+    pieces than dimensions, e.g. PANNs' 2048). It agrees with theirs to 1e-5 relative there and to
+    1e-10 otherwise (tests/test_fad_embeddings.py), and takes seconds where sqrtm took a minute.
     """
     mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
     sigma1, sigma2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
         raise ValueError(f"shapes differ: {mu1.shape} vs {mu2.shape}, {sigma1.shape} vs {sigma2.shape}")
     diff = mu1 - mu2
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", linalg.LinAlgWarning)  # scipy's "Matrix is singular"
-        try:
-            covmean = linalg.sqrtm(sigma1 @ sigma2)
-            singular = not np.isfinite(covmean).all()
-        except linalg.LinAlgWarning:
-            singular = True
-    if singular:
-        offset = np.eye(len(sigma1)) * eps
-        covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
-    if np.iscomplexobj(covmean):
-        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-            raise ValueError(f"sqrtm has a large imaginary component ({np.max(np.abs(covmean.imag)):.3g})")
-        covmean = covmean.real
-    value = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean)
+    values, vectors = linalg.eigh(sigma1)
+    root1 = (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T  # S1^(1/2), PSD
+    product = root1 @ sigma2 @ root1
+    trace_covmean = np.sqrt(np.clip(linalg.eigvalsh((product + product.T) / 2), 0.0, None)).sum()
+    value = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_covmean
     return float(max(value, 0.0))  # rounding can leave -1e-12 for identical sets
 
 
