@@ -20,8 +20,10 @@ from video_bgm.synthetic import write_paired_clips, write_test_audio
 # --- which metrics run ------------------------------------------------------------------------
 def test_a_metric_is_on_by_default_only_where_its_weights_are_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    from video_bgm.evaluation.embeddings import ClapMusicEmbedder
+
     # the Hugging Face cache is the user's: CLAP-music counts as not cached here
-    monkeypatch.setitem(suite.METRICS, "clap-music", dataclasses.replace(suite.METRICS["clap-music"], is_cached=lambda: False))
+    monkeypatch.setattr(ClapMusicEmbedder, "is_cached", staticmethod(lambda: False))
     assert suite.selected({}) == []
     save_vggish()
     assert suite.selected({}) == ["vggish"]
@@ -139,3 +141,11 @@ def test_the_v2m_bench_protocol_scores_every_published_metric_in_its_columns(
     assert f"| same | {same['kl']['passt']:.3f} | {same['fad']['vggish']:.3f} | {same['fad']['panns']:.3f} | – | – " \
            f"| {same['imagebind']['score']:.3f} |" in report
     assert "## Video-music correspondence (imagebind)" in report
+
+    # Everything the new metrics computed is cached: a second run embeds nothing and scores the same.
+    assert metrics["embeddings_computed"] > 0
+    assert evaluate_main("--generated", generated, "--reference", videos, "--musicgen", musicgen,
+                         "--clap", tiny_clap, "--protocol", "v2m-bench", "--out", out, "--case-study", 0) == 0
+    again = json.loads((out / "metrics.json").read_text())
+    assert again["embeddings_computed"] == 0
+    assert again["systems"]["same"]["kl"] == same["kl"] and again["systems"]["same"]["imagebind"] == same["imagebind"]

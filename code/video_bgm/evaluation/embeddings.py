@@ -127,6 +127,13 @@ class ClapMusicEmbedder(ClapEmbedder):
                  batch_size: int = 16):
         super().__init__(ref, device, revision, batch_size)
 
+    @staticmethod
+    def is_cached() -> bool:
+        """Whether the music CLAP is in the Hugging Face cache."""
+        from ..hub import is_cached
+
+        return is_cached(CLAP_MUSIC)
+
     def settings(self) -> dict:
         return {**super().settings(), "kind": "clap-music", "hop_s": self.hop_seconds, "pad": "zeros",
                 "quantise": "int16"}
@@ -175,10 +182,41 @@ def _resampy(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
     return resampy.resample(audio, int(rate), int(target))
 
 
+class _ResampledNetwork:
+    """What VGGish and PANNs share: one weight file at ``url``, audio resampled by resampy (as
+    frechet_audio_distance loads files), and a shortest input the network can take."""
+
+    name: str
+    what: str            # the network's name in messages
+    url: str
+    sample_rate: int
+    _MIN_SAMPLES: int
+    model: torch.nn.Module
+
+    @classmethod
+    def is_cached(cls) -> bool:
+        return weights.is_cached(cls.url)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def resample(self, audio: np.ndarray, rate: int) -> np.ndarray:
+        """Mono audio at ``rate`` -> ``sample_rate``, with resampy as the reference does."""
+        return _resampy(audio, rate, self.sample_rate)
+
+    def _checked(self, audio: np.ndarray) -> np.ndarray:
+        audio = np.asarray(audio, dtype=np.float32)
+        if len(audio) < self._MIN_SAMPLES:
+            raise ValueError(f"{self.what} needs at least {self._MIN_SAMPLES / self.sample_rate:.3f} s of audio, "
+                             f"got {len(audio) / self.sample_rate:.3f} s")
+        return audio
+
+
 VGGISH_URL = "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth"
 
 
-class VggishEmbedder:
+class VggishEmbedder(_ResampledNetwork):
     """VGGish embeddings, 16 kHz mono, one 128-d vector per non-overlapping 0.96 s example.
 
     Follows ``frechet_audio_distance`` 0.3.4 (``FrechetAudioDistance(model_name="vggish")`` with its
@@ -196,7 +234,7 @@ class VggishEmbedder:
     follow the PyTorch package, whose numbers the video-to-music papers report.
     """
 
-    name = "vggish"
+    name, what = "vggish", "VGGish"
     sample_rate = 16000
     url = VGGISH_URL
     _BATCH = 128  # examples per forward pass (the reference runs a file in one batch; same values)
@@ -205,39 +243,23 @@ class VggishEmbedder:
     def __init__(self, device: str | torch.device = "cpu"):
         from torchvggish.torchvggish import VGG, make_layers
 
-        state = weights.load_state_dict(self.url, "VGGish")
+        state = weights.load_state_dict(self.url, self.what)
         model = VGG(make_layers(), postprocess=False)
-        weights.load_into(model, state, "VGGish", weights.cached_path(self.url))
+        weights.load_into(model, state, self.what, weights.cached_path(self.url))
         # use_activation=False: the reference drops the embedding stack's last ReLU
         model.embeddings = torch.nn.Sequential(*list(model.embeddings.children())[:-1])
         self.model = model.to(device).eval()
 
-    @staticmethod
-    def is_cached() -> bool:
-        return weights.is_cached(VGGISH_URL)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
     def settings(self) -> dict:
         return {"kind": "vggish", "weights": weights.filename_of(self.url), "example_s": 0.96, "hop_s": 0.96,
                 "activation": False, "pca": False, "resampler": "resampy kaiser_best"}
-
-    def resample(self, audio: np.ndarray, rate: int) -> np.ndarray:
-        """Mono audio at ``rate`` -> 16 kHz, with resampy as the reference does."""
-        return _resampy(audio, rate, self.sample_rate)
 
     @torch.no_grad()
     def embed(self, audio: np.ndarray) -> np.ndarray:
         """Mono audio [S] at 16 kHz -> embeddings [examples, 128] (one per whole 0.96 s)."""
         from torchvggish.vggish_input import waveform_to_examples
 
-        audio = np.asarray(audio, dtype=np.float32)
-        if len(audio) < self._MIN_SAMPLES:
-            raise ValueError(f"VGGish needs at least {self._MIN_SAMPLES / self.sample_rate:.3f} s of audio, "
-                             f"got {len(audio) / self.sample_rate:.3f} s")
-        examples = waveform_to_examples(audio, self.sample_rate, return_tensor=True).detach()
+        examples = waveform_to_examples(self._checked(audio), self.sample_rate, return_tensor=True).detach()
         out = [self.model(examples[i:i + self._BATCH].to(self.device)).float().cpu()
                for i in range(0, len(examples), self._BATCH)]
         return torch.cat(out).numpy()
@@ -297,7 +319,7 @@ class Cnn14(torch.nn.Module):
         return torch.relu(self.fc1(x))
 
 
-class PannsEmbedder:
+class PannsEmbedder(_ResampledNetwork):
     """PANNs CNN14 embeddings, 32 kHz mono, one 2048-d vector per file.
 
     Follows ``frechet_audio_distance`` 0.3.4 for ``model_name="pann", sample_rate=32000``: the
@@ -310,41 +332,25 @@ class PannsEmbedder:
     Weights: ``Cnn14_mAP=0.431.pth`` (Kong et al., zenodo record 3987831), its "model" entry.
     """
 
-    name = "panns"
+    name, what = "panns", "PANNs CNN14"
     sample_rate = 32000
     url = PANNS_URL
     _MIN_SAMPLES = 31 * 320  # 32 STFT frames (centred): the fewest that survive five 2x poolings in time
 
     def __init__(self, device: str | torch.device = "cpu"):
-        state = weights.load_state_dict(self.url, "PANNs CNN14", key="model")
+        state = weights.load_state_dict(self.url, self.what, key="model")
         model = Cnn14()
-        weights.load_into(model, state, "PANNs CNN14", weights.cached_path(self.url))
+        weights.load_into(model, state, self.what, weights.cached_path(self.url))
         self.model = model.to(device).eval()
-
-    @staticmethod
-    def is_cached() -> bool:
-        return weights.is_cached(PANNS_URL)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
 
     def settings(self) -> dict:
         return {"kind": "panns", "weights": weights.filename_of(self.url), "window": "whole file",
                 "resampler": "resampy kaiser_best"}
 
-    def resample(self, audio: np.ndarray, rate: int) -> np.ndarray:
-        """Mono audio at ``rate`` -> 32 kHz, with resampy as the reference does."""
-        return _resampy(audio, rate, self.sample_rate)
-
     @torch.no_grad()
     def embed(self, audio: np.ndarray) -> np.ndarray:
         """Mono audio [S] at 32 kHz -> the file's embedding [1, 2048]."""
-        audio = np.asarray(audio, dtype=np.float32)
-        if len(audio) < self._MIN_SAMPLES:
-            raise ValueError(f"PANNs CNN14 needs at least {self._MIN_SAMPLES / self.sample_rate:.3f} s of audio, "
-                             f"got {len(audio) / self.sample_rate:.3f} s")
-        wav = torch.from_numpy(audio)[None].to(self.device)
+        wav = torch.from_numpy(self._checked(audio))[None].to(self.device)
         return self.model(wav).float().cpu().numpy()
 
 

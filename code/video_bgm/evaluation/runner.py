@@ -190,13 +190,14 @@ def evaluate(options: EvalOptions) -> dict:
         results[system.slug].update(_label_kl(system.pieces, ref_embeddings, classifiers, store, options.seconds))
     results["reference"] = _score_reference(ref_clips, ref_embeddings, embedders, store, options, reference)
 
-    # Rhythm: every system's beats against the reference music's and the video's own cuts.
     video_clips = [c for c in ref_clips if has_video(c)]
     for name, scorer in scorers.items():  # video-music correspondence by a joint embedding (ImageBind)
         for system in systems:
             results[system.slug][name] = _video_music_score(scorer, system.pieces, video_clips, options.seconds)
         results["reference"][name] = _video_music_score(scorer, {c.id: [c.audio] for c in video_clips},
                                                         video_clips, options.seconds)
+
+    # Rhythm: every system's beats against the reference music's and the video's own cuts.
     cuts = rhythm.video_cuts(video_clips, options.seconds, log=log)
     ref_beats = rhythm.reference_beats(ref_clips, options.seconds)
     for system in systems:
@@ -233,7 +234,7 @@ def evaluate(options: EvalOptions) -> dict:
         "skipped": [{"what": s.what, "why": s.why} for s in skipped],
         "protocol": protocol.name if protocol else None,
         "training_log": str(log_path) if log_path else None,
-        "embeddings_computed": store.computed,
+        "embeddings_computed": store.computed + sum(scorer.computed for scorer in scorers.values()),
     }
     metrics["systems"]["reference"] = {"name": "reference music", "kind": "reference", **results["reference"]}
     write_report(out, metrics, systems, ref_clips, log_path, options)
@@ -388,7 +389,10 @@ def _label_kl(pieces: dict[str, list[Path]], ref_embeddings: dict, classifiers: 
     for name, classifier in classifiers.items():
         pairs = [(store.embed_file(takes[0], classifier, seconds), ref_embeddings[name][i])
                  for i, takes in pieces.items() if i in ref_embeddings[name]]
-        out[name] = mean_kl(pairs) if pairs else None
+        try:
+            out[name] = mean_kl(pairs)
+        except ValueError:  # no pairs, or none longer than the classifier's shortest segment
+            out[name] = None
     return {"kl": out} if out else {}
 
 

@@ -11,8 +11,8 @@ PaSST's label KL per (generated, reference) pair; ``video`` is the ImageBind vid
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
-from typing import Callable
 
 from . import CLAP_MUSIC
 
@@ -22,81 +22,32 @@ class Metric:
     name: str                           # the option (--NAME / --no-NAME) and the key in metrics.json
     kind: str                           # "fad", "kl" or "video"
     help: str
-    is_cached: Callable[[], bool]       # its weights are on this machine
-    build: Callable[[object, object], object]  # (device, cache folder) -> the embedder / classifier / scorer
+    target: str                         # "module:Class" in video_bgm.evaluation, imported only when used
 
+    def load(self) -> type:
+        module, cls = self.target.split(":")
+        return getattr(importlib.import_module(f"{__package__}.{module}"), cls)
 
-def _vggish_cached() -> bool:
-    from .embeddings import VggishEmbedder
+    def is_cached(self) -> bool:
+        """Its weights are on this machine."""
+        return self.load().is_cached()
 
-    return VggishEmbedder.is_cached()
-
-
-def _vggish(device, cache):
-    from .embeddings import VggishEmbedder
-
-    return VggishEmbedder(device=device)
-
-
-def _panns_cached() -> bool:
-    from .embeddings import PannsEmbedder
-
-    return PannsEmbedder.is_cached()
-
-
-def _panns(device, cache):
-    from .embeddings import PannsEmbedder
-
-    return PannsEmbedder(device=device)
-
-
-def _clap_music_cached() -> bool:
-    from ..hub import is_cached
-
-    return is_cached(CLAP_MUSIC)
-
-
-def _clap_music(device, cache):
-    from .embeddings import ClapMusicEmbedder
-
-    return ClapMusicEmbedder(device=device)
-
-
-def _passt_cached() -> bool:
-    from .kld import PasstClassifier
-
-    return PasstClassifier.is_cached()
-
-
-def _passt(device, cache):
-    from .kld import PasstClassifier
-
-    return PasstClassifier(device=device)
-
-
-def _imagebind_cached() -> bool:
-    from .imagebind import ImageBindScorer
-
-    return ImageBindScorer.is_cached()
-
-
-def _imagebind(device, cache):
-    from .imagebind import ImageBindScorer
-
-    return ImageBindScorer(device=device, cache_dir=cache)
+    def build(self, device, cache_dir):
+        """The embedder, classifier or scorer, on ``device``; a scorer keeps its embeddings in ``cache_dir``."""
+        return self.load()(device=device, **({"cache_dir": cache_dir} if self.kind == "video" else {}))
 
 
 METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("vggish", "fad", "FAD etc. on VGGish embeddings (16 kHz, 0.96 s frames), as frechet_audio_distance",
-           _vggish_cached, _vggish),
+           "embeddings:VggishEmbedder"),
     Metric("panns", "fad", "FAD etc. on PANNs CNN14 embeddings (32 kHz), as frechet_audio_distance",
-           _panns_cached, _panns),
+           "embeddings:PannsEmbedder"),
     Metric("clap-music", "fad", f"FAD etc. on CLAP-music embeddings ({CLAP_MUSIC}, 10 s windows every 1 s), as fadtk",
-           _clap_music_cached, _clap_music),
+           "embeddings:ClapMusicEmbedder"),
     Metric("passt", "kl", "KL divergence of PaSST's AudioSet labels, generated vs reference, as audiocraft",
-           _passt_cached, _passt),
+           "kld:PasstClassifier"),
     Metric("imagebind", "video", "ImageBind score: cosine of ImageBind's video and music embeddings",
-           _imagebind_cached, _imagebind),
+           "imagebind:ImageBindScorer"),
 )}
 
 
