@@ -172,8 +172,8 @@ def render_html(metrics: dict, tables) -> str:
 
 def _summary(metrics: dict) -> str:
     ref = metrics["reference"]
-    models = ", ".join(f"{k}: {v.get('model')}" for k, v in metrics["embedding_models"].items() if v.get("model")) \
-        or ", ".join(metrics["embedding_models"])
+    models = ", ".join(f"{k}: {v.get('model') or v.get('weights')}" for k, v in metrics["embedding_models"].items()
+                       if v.get("model") or v.get("weights")) or ", ".join(metrics["embedding_models"])
     return (f"{ref['clips']} reference clips ({ref['kind']} {ref['path']}"
             + (f", split {ref['split']}" if ref.get("split") else "")
             + f"), {ref['seconds']:g} s of music each. Embeddings: {models}, "
