@@ -142,6 +142,10 @@ def test_score_is_torch_cosine_similarity():
     assert ib.ImageBindScorer.score(v, a) == pytest.approx(float(expected[0]), abs=1e-7)
     assert ib.ImageBindScorer.score(v, v) == pytest.approx(1.0, abs=1e-6)
     assert ib.ImageBindScorer.score(v, -v) == pytest.approx(-1.0, abs=1e-6)
+    # music moved away from the video's embedding scores lower, step by step
+    other = rng.standard_normal(16).astype(np.float32)
+    scores = [ib.ImageBindScorer.score(v, (1 - t) * v + t * other) for t in np.linspace(0, 1, 6)]
+    assert scores == sorted(scores, reverse=True) and scores[0] > scores[-1] + 0.5
 
 
 # ---------------------------------------------------------------------------------------------
