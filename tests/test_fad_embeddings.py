@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from video_bgm import media
-from video_bgm.errors import ModelError
+from video_bgm.errors import MediaError, ModelError
 from video_bgm.evaluation import weights
 from video_bgm.evaluation.embeddings import (PANNS_URL, VGGISH_URL, EmbeddingCache, PannsEmbedder, VggishEmbedder,
                                              read_audio)
@@ -93,6 +93,10 @@ def test_vggish_embeds_whole_096s_examples_through_the_cache(embedders, melodies
     assert np.abs(store.embed_file(melodies[1], vggish, seconds=3.0) - emb).max() > 1e-4
     with pytest.raises(ValueError, match="at least 0.975 s"):
         vggish.embed(np.zeros(15000, np.float32))
+    short = tmp_path / "short.wav"
+    media.write_wav(short, np.zeros(8000, np.float32), 16000)
+    with pytest.raises(MediaError, match="short.wav: vggish: VGGish needs at least 0.975 s"):  # a clip skipped, one line
+        store.embed_file(short, vggish)
 
 
 def test_panns_embeds_one_vector_per_file_through_the_cache(embedders, melodies, torch_home, tmp_path, monkeypatch):
