@@ -64,6 +64,9 @@ def test_clap_music_takes_a_window_every_second_zero_padded_and_16_bit(tiny_clap
     assert embedded.shape == (3, clap.embed(audio[:rate]).shape[1])
     np.testing.assert_allclose(np.linalg.norm(embedded, axis=1), 1.0, rtol=1e-5)
     assert clap.settings()["kind"] == "clap-music" and clap.settings()["hop_s"] == 1
+    # fadtk resamples with torchaudio's Kaiser sinc: a 44.1 kHz second becomes 48000 samples, a 48 kHz one is kept
+    assert clap.resample(audio[:44100], 44100).shape == (48000,)
+    np.testing.assert_array_equal(clap.resample(audio, rate), audio)
 
 
 # --- protocols --------------------------------------------------------------------------------

@@ -115,10 +115,12 @@ class ClapEmbedder:
 
 class ClapMusicEmbedder(ClapEmbedder):
     """CLAP-music embeddings as fadtk computes its ``clap-laion-music`` FAD (``fadtk/model_loader.py``,
-    ``CLAPLaionModel``): LAION's music CLAP (HTSAT-base; here transformers' port, ``laion/larger_clap_music``),
-    48 kHz mono quantised to 16 bits (``int16_to_float32(float32_to_int16(x))``), windows of 10 s
-    starting every second, each zero-padded to 10 s (so a 10 s piece gives 10 windows), one unit-length
-    embedding per window."""
+    ``CLAPLaionModel``; ``fadtk/fad.py`` for the resampling): LAION's music CLAP (HTSAT-base; here
+    transformers' port, ``laion/larger_clap_music``); the file mixed to mono and resampled to 48 kHz by
+    torchaudio's Kaiser-windowed sinc with fadtk's parameters; quantised to 16 bits
+    (``int16_to_float32(float32_to_int16(x))``); windows of 10 s starting every second, each zero-padded
+    to 10 s (so a 10 s piece gives 10 windows), one unit-length embedding per window. fadtk also writes
+    the resampled audio to a 16-bit WAV in between: a rounding at the last bit that is not repeated here."""
 
     name = "clap-music"
     hop_seconds = 1
@@ -136,7 +138,19 @@ class ClapMusicEmbedder(ClapEmbedder):
 
     def settings(self) -> dict:
         return {**super().settings(), "kind": "clap-music", "hop_s": self.hop_seconds, "pad": "zeros",
-                "quantise": "int16"}
+                "quantise": "int16", "resampler": "torchaudio sinc_interp_kaiser (fadtk)"}
+
+    def resample(self, audio: np.ndarray, rate: int) -> np.ndarray:
+        """Mono audio at ``rate`` -> ``sample_rate``, as fadtk resamples (TORCHAUDIO_RESAMPLING, its default)."""
+        import torchaudio
+
+        if int(rate) == self.sample_rate:
+            return np.asarray(audio, dtype=np.float32)
+        wav = torch.as_tensor(np.asarray(audio, dtype=np.float32))[None]
+        out = torchaudio.functional.resample(wav, int(rate), self.sample_rate, lowpass_filter_width=64,
+                                             rolloff=0.9475937167399596, resampling_method="sinc_interp_kaiser",
+                                             beta=14.769656459379492)
+        return out[0].numpy()
 
     def windows(self, audio: np.ndarray) -> list[np.ndarray]:
         """Mono audio [S] -> 16-bit-quantised windows of exactly ``window`` samples, one per second."""
