@@ -186,16 +186,6 @@ class EncodecEmbedder:
         return torch.cat(parts).float().cpu().numpy()
 
 
-def _resampy(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
-    """``resampy.resample`` with its default filter (kaiser_best), as ``frechet_audio_distance`` loads files."""
-    audio = np.asarray(audio, dtype=np.float32)
-    if int(rate) == int(target):
-        return audio
-    import resampy
-
-    return resampy.resample(audio, int(rate), int(target))
-
-
 class _ResampledNetwork:
     """What VGGish and PANNs share: one weight file at ``url``, audio resampled by resampy (as
     frechet_audio_distance loads files), and a shortest input the network can take."""
@@ -216,8 +206,14 @@ class _ResampledNetwork:
         return next(self.model.parameters()).device
 
     def resample(self, audio: np.ndarray, rate: int) -> np.ndarray:
-        """Mono audio at ``rate`` -> ``sample_rate``, with resampy as the reference does."""
-        return _resampy(audio, rate, self.sample_rate)
+        """Mono audio at ``rate`` -> ``sample_rate``, with resampy's default filter (kaiser_best) as
+        ``frechet_audio_distance`` loads files."""
+        audio = np.asarray(audio, dtype=np.float32)
+        if int(rate) == self.sample_rate:
+            return audio
+        import resampy
+
+        return resampy.resample(audio, int(rate), self.sample_rate)
 
     def _checked(self, audio: np.ndarray) -> np.ndarray:
         audio = np.asarray(audio, dtype=np.float32)
@@ -375,27 +371,32 @@ class EmbeddingCache:
         self.root = Path(root) / "embeddings"
         self.computed = 0  # files embedded (not read from the cache) by this instance
 
-    def folder(self, embedder, seconds: float | None) -> Path:
-        settings = {**embedder.settings(), "seconds": seconds}
+    def folder(self, settings: dict) -> Path:
         folder = self.root / settings_key(settings)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "settings.json").write_text(json.dumps(settings, indent=1) + "\n")
         return folder
 
-    def embed_file(self, path: str | Path, embedder, seconds: float | None = None) -> np.ndarray:
-        """Embeddings [n, D] of the first ``seconds`` (default: all) of a file's first audio stream."""
-        target = self.folder(embedder, seconds) / f"{file_digest(Path(path))}.safetensors"
+    def cached(self, digest: str, settings: dict, compute) -> np.ndarray:
+        """The embedding of the file with sha256 ``digest`` under ``settings``: read from the cache, or
+        ``compute()``d and saved."""
+        target = self.folder(settings) / f"{digest}.safetensors"
         if target.is_file():
             return load_file(target)["embedding"].numpy()
-        audio = read_audio(path, embedder, seconds)
-        try:
-            embedding = np.ascontiguousarray(embedder.embed(audio), dtype=np.float32)
-        except ValueError as err:  # too short for this network (VGGish needs 0.975 s): that file is skipped
-            raise MediaError(path, f"{embedder.name}: {err}") from None
+        embedding = np.ascontiguousarray(compute(), dtype=np.float32)
         save_atomic({"embedding": torch.from_numpy(embedding)}, target)
         self.computed += 1
         return embedding
 
+    def embed_file(self, path: str | Path, embedder, seconds: float | None = None) -> np.ndarray:
+        """Embeddings [n, D] of the first ``seconds`` (default: all) of a file's first audio stream."""
+        def compute():
+            try:
+                return embedder.embed(read_audio(path, embedder, seconds))
+            except ValueError as err:  # too short for this network (VGGish needs 0.975 s): that file is skipped
+                raise MediaError(path, f"{embedder.name}: {err}") from None
+
+        return self.cached(file_digest(Path(path)), {**embedder.settings(), "seconds": seconds}, compute)
 
 
 def read_audio(path: str | Path, embedder, seconds: float | None = None) -> np.ndarray:

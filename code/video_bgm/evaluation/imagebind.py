@@ -47,15 +47,14 @@ downloaded by the user. Only ``imagebind.models`` is imported: ``imagebind/__ini
 network needs (pytorchvideo 0.1.5 on PyPI fails to import beside torchvision >= 0.17, and
 setuptools >= 81 has no ``pkg_resources``).
 
-Embeddings are cached per file content (sha256) and settings under
-``<cache>/embeddings/<settings key>/<sha256>.safetensors``, beside :class:`.embeddings.EmbeddingCache`'s.
+Embeddings are cached per file content (sha256) and settings by :class:`.embeddings.EmbeddingCache`
+(``<cache>/embeddings/<settings key>/<sha256>.safetensors``), beside the audio embeddings.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-import json
 import math
 import sys
 import types
@@ -64,13 +63,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
 from .. import media
-from ..data.cache import file_digest, save_atomic, settings_key
+from ..data.cache import file_digest, settings_key
 from ..errors import MediaError, ModelError
 from ..refs import first_line
 from . import weights
+from .embeddings import EmbeddingCache
 
 URL = "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"
 WHAT = "ImageBind"
@@ -289,7 +288,7 @@ class ImageBindScorer:
 
     def __init__(self, device: str | torch.device = "cpu", cache_dir: str | Path | None = None):
         self.device = torch.device(device)
-        self.cache_dir = None if cache_dir is None else Path(cache_dir) / "embeddings"
+        self._store = None if cache_dir is None else EmbeddingCache(cache_dir)
         self.computed = 0  # embeddings computed (not read from a cache) by this instance
         self._network = None
         self._memory: dict[tuple, np.ndarray] = {}
@@ -347,20 +346,11 @@ class ImageBindScorer:
         settings = self._settings(modality, seconds)
         digest = file_digest(Path(path))
         key = (settings_key(settings), digest)
-        if key in self._memory:
-            return self._memory[key]
-        target = None
-        if self.cache_dir is not None:
-            folder = self.cache_dir / key[0]
-            target = folder / f"{digest}.safetensors"
-            if target.is_file():
-                self._memory[key] = load_file(target)["embedding"].numpy()
-                return self._memory[key]
-        embedding = np.ascontiguousarray(self.embed_inputs(modality, make_input()), dtype=np.float32)
-        if target is not None:
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "settings.json").write_text(json.dumps(settings, indent=1) + "\n")
-            save_atomic({"embedding": torch.from_numpy(embedding)}, target)
-        self.computed += 1
-        self._memory[key] = embedding
-        return embedding
+        if key not in self._memory:
+            def compute():
+                self.computed += 1
+                return self.embed_inputs(modality, make_input())
+
+            self._memory[key] = (self._store.cached(digest, settings, compute) if self._store is not None
+                                 else np.ascontiguousarray(compute(), dtype=np.float32))
+        return self._memory[key]
