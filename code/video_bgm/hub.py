@@ -186,23 +186,33 @@ def settle_offline_mode() -> bool:
         return True
     if _reachable:
         return False
+    from huggingface_hub import constants
+
+    host = unreachable_host(constants.ENDPOINT)
+    if host is None:
+        _reachable = True
+        return False
+    _unreachable = f"the hub ({host}) cannot be reached"
+    constants.HF_HUB_OFFLINE = True
+    os.environ["HF_HUB_OFFLINE"] = "1"  # child processes too
+    return True
+
+
+def unreachable_host(url: str) -> str | None:
+    """The host that one TCP connection for ``url`` cannot reach (its proxy, where one is set, as urllib
+    would go), or None when it answers: a probe that takes seconds where a download's retries take long."""
     import socket
     import urllib.parse
     import urllib.request
 
-    from huggingface_hub import constants
-
-    endpoint = urllib.parse.urlsplit(urllib.request.getproxies().get("https") or constants.ENDPOINT)
+    scheme = urllib.parse.urlsplit(url).scheme
+    endpoint = urllib.parse.urlsplit(urllib.request.getproxies().get(scheme) or url)
     host, port = endpoint.hostname, endpoint.port or (443 if endpoint.scheme == "https" else 80)
     try:
         socket.create_connection((host, port), timeout=_PROBE_TIMEOUT_S).close()
-        _reachable = True
-        return False
+        return None
     except OSError:
-        _unreachable = f"the hub ({host}) cannot be reached"
-        constants.HF_HUB_OFFLINE = True
-        os.environ["HF_HUB_OFFLINE"] = "1"  # child processes too
-        return True
+        return host
 
 
 def download(ref: ModelRef, allow_patterns: list[str] | None = None, ignore_patterns: list[str] | None = None) -> Path:

@@ -11,16 +11,14 @@ it is one line naming the file and where to put it, at once rather than after a 
 from __future__ import annotations
 
 import os
-import socket
 import urllib.parse
 from pathlib import Path
 
 import torch
 
+from .. import hub
 from ..errors import ModelError
 from ..refs import first_line
-
-_PROBE_TIMEOUT_S = 3.0
 
 
 def checkpoint_dir() -> Path:
@@ -43,16 +41,11 @@ def is_cached(url: str) -> bool:
 
 
 def _offline_reason(url: str) -> str | None:
-    """Why ``url`` cannot be fetched now, or None when its host answers."""
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
-        return "HF_HUB_OFFLINE=1 keeps downloads off"
-    parts = urllib.parse.urlsplit(url)
-    try:
-        socket.create_connection((parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)),
-                                 timeout=_PROBE_TIMEOUT_S).close()
-    except OSError:
-        return f"{parts.hostname} cannot be reached"
-    return None
+    """Why ``url`` cannot be fetched now (the process is offline, or its host does not answer), or None."""
+    if hub.is_offline():
+        return f"this process is offline: {hub.offline_reason()}"
+    host = hub.unreachable_host(url)
+    return None if host is None else f"{host} cannot be reached"
 
 
 def fetch(url: str, what: str) -> Path:
