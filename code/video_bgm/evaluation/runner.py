@@ -192,10 +192,11 @@ def evaluate(options: EvalOptions) -> dict:
 
     video_clips = [c for c in ref_clips if has_video(c)]
     for name, scorer in scorers.items():  # video-music correspondence by a joint embedding (ImageBind)
+        videos = {c.id: scorer.embed_video(c.video, options.seconds) for c in video_clips}  # once, for every system
         for system in systems:
-            results[system.slug][name] = _video_music_score(scorer, system.pieces, video_clips, options.seconds)
-        results["reference"][name] = _video_music_score(scorer, {c.id: [c.audio] for c in video_clips},
-                                                        video_clips, options.seconds)
+            results[system.slug][name] = _video_music_score(scorer, system.pieces, videos, options.seconds)
+        results["reference"][name] = _video_music_score(scorer, {c.id: [c.audio] for c in video_clips}, videos,
+                                                        options.seconds)
 
     # Rhythm: every system's beats against the reference music's and the video's own cuts.
     cuts = rhythm.video_cuts(video_clips, options.seconds, log=log)
@@ -396,13 +397,13 @@ def _label_kl(pieces: dict[str, list[Path]], ref_embeddings: dict, classifiers: 
     return {"kl": out} if out else {}
 
 
-def _video_music_score(scorer, pieces: dict[str, list[Path]], clips: list[Clip], seconds: float) -> dict | None:
+def _video_music_score(scorer, pieces: dict[str, list[Path]], video_embeddings: dict[str, np.ndarray],
+                       seconds: float) -> dict | None:
     """Mean score of each piece (take 0) with its own video, and with the other videos (the chance level)."""
-    by_id = {c.id: c for c in clips}
-    ids = [i for i in pieces if i in by_id]
+    ids = [i for i in pieces if i in video_embeddings]
     if not ids:
         return None
-    videos = np.stack([scorer.embed_video(by_id[i].video, seconds) for i in ids])
+    videos = np.stack([video_embeddings[i] for i in ids])
     music = np.stack([scorer.embed_audio(pieces[i][0], seconds) for i in ids])
     matrix = np.array([[scorer.score(v, m) for v in videos] for m in music])  # [piece, video]
     others = matrix[~np.eye(len(ids), dtype=bool)]
