@@ -106,7 +106,7 @@ def build_passt(pretrained_length: int = DEFAULT_LENGTH) -> torch.nn.Module:
     return PasstBasicWrapper(mel=mel, net=net, max_model_window=pretrained_length * 1000, mode="logits").eval()
 
 
-def _pretrained_state(net: torch.nn.Module, state: dict, pretrained_length: int) -> dict:
+def _pretrained_state(net: torch.nn.Module, state: dict) -> dict:
     """What hear21passt's (timm's) ``load_pretrained`` does to the file before loading it strictly."""
     from hear21passt.models.helpers.vit_helpers import adapt_input_conv
     from hear21passt.models.passt import checkpoint_filter_fn
@@ -127,12 +127,12 @@ class PasstClassifier:
         url = weight_url(pretrained_length)
         state = weights.load_state_dict(url, "PaSST")  # before building: offline fails at once
         self.pretrained_length = pretrained_length
-        self.arch, self.variant = ARCHS[pretrained_length][:2]
+        self.arch = ARCHS[pretrained_length][0]
         self.weights_file = weights.filename_of(url)
         self.max_frames = int(pretrained_length * SAMPLE_RATE)
         self.min_frames = int(MIN_SECONDS * SAMPLE_RATE)
         model = build_passt(pretrained_length)
-        weights.load_into(model.net, _pretrained_state(model.net, state, pretrained_length), "PaSST",
+        weights.load_into(model.net, _pretrained_state(model.net, state), "PaSST",
                           weights.cached_path(url))
         self.model = model.to(device).eval()
 
